@@ -1,0 +1,33 @@
+"""The four task names and the conventions tied to them, kept in one place.
+
+Every other module imports task names from here, so a typo anywhere becomes a
+``ValueError`` that lists the valid names instead of a silent ``KeyError``.
+"""
+
+from __future__ import annotations
+
+STYLE_TRANSFER = "style_transfer"
+DIALOGUE_SUMMARIZATION = "dialogue_summarization"
+ROLE_GENERATION = "role_generation"
+QA_GENERATION = "qa_generation"
+
+#: Task names in a fixed order; the order is the router head's class index.
+TASKS: tuple[str, ...] = (STYLE_TRANSFER, DIALOGUE_SUMMARIZATION, ROLE_GENERATION, QA_GENERATION)
+
+#: ``task="auto"`` asks the router head to choose the decoder.
+AUTO = "auto"
+
+
+def validate_task(task: str, *, allow_auto: bool = False) -> str:
+    """Return ``task`` unchanged if it is a known task name, else raise ``ValueError``."""
+    if task in TASKS or (allow_auto and task == AUTO):
+        return task
+    allowed = ", ".join(repr(name) for name in TASKS)
+    if allow_auto:
+        allowed += f", or {AUTO!r}"
+    raise ValueError(f"Unknown task {task!r}. Valid tasks are: {allowed}.")
+
+
+def task_index(task: str) -> int:
+    """Class index of ``task`` for the router head."""
+    return TASKS.index(validate_task(task))
