@@ -1,0 +1,282 @@
+"""Find and read seed-format files: JSONL, a JSON list, CSV (or TSV) and Parquet.
+
+Why not hand local files straight to ``datasets.load_dataset("json"/"csv")``? Its loaders
+drop line numbers, coerce types (a numeric ``input`` silently becomes text or a schema error
+for the whole file) and stop at the first undecodable byte. Users need ``file:line, field,
+reason`` for every bad row, so the text formats are parsed here, line by line, with bytes
+decoded as ``surrogateescape`` (invalid UTF-8 survives as markers the validator points at).
+Valid rows then go into a ``datasets.Dataset`` for batched tokenization (see prepare.py);
+names that are not local paths are read with ``datasets.load_dataset`` from the hub.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from multi_task_kobart.data.validation import (BYTES_FIELD, JSON_FIELD, ROW_FIELD, RowError,
+                                               validate_record)
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+FORMATS_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+                     ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+# Words in a file or folder name that mark a split; anything else is training data.
+_SPLIT_WORDS = {"test": "test", "heldout": "test", "held": "test", "holdout": "test",
+                "valid": "valid", "validation": "valid", "val": "valid", "dev": "valid",
+                "train": "train", "training": "train"}
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_RAW_LIMIT = 2000  # characters of a rejected row kept in the rejects file
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: where it is, how it is shown in messages, its format and split."""
+
+    path: Path
+    name: str  # path relative to the input root (what errors and the manifest show)
+    format: str  # jsonl | json | csv | tsv | parquet
+    split: str  # train | valid | test
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+@dataclass
+class RawRow:
+    """A parsed (not yet validated) record with its location; ``errors`` holds parse errors."""
+
+    record: Any
+    file: str
+    line: int
+    raw: str
+    unit: str = "line"
+    errors: list[RowError] = field(default_factory=list)
+
+
+def discover_sources(inputs: str | Path | Sequence[str | Path]) -> list[SourceFile]:
+    """Every data file under ``inputs`` (files and/or folders), in a stable order."""
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not items:
+        raise ValueError("no inputs given; pass a file or folder of {task, input, target} records.")
+    sources: list[SourceFile] = []
+    for item in items:
+        path = Path(item)
+        if path.is_file():
+            sources.append(_source(path, path.parent))
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in FORMATS_BY_SUFFIX
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not found:
+                raise ValueError(f"folder {str(path)!r} holds no data files; expected one of "
+                                 f"{', '.join(sorted(FORMATS_BY_SUFFIX))}.")
+            sources.extend(_source(p, path) for p in found)
+        else:
+            raise FileNotFoundError(f"input {str(path)!r} is neither a file nor a folder.")
+    return sources
+
+
+def _source(path: Path, root: Path) -> SourceFile:
+    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot read {str(path)!r}: unknown extension {path.suffix!r}; "
+                         f"supported: {', '.join(sorted(FORMATS_BY_SUFFIX))}.")
+    relative = path.relative_to(root)
+    return SourceFile(path=path, name=relative.as_posix(), format=fmt, split=split_for_name(relative))
+
+
+def split_for_name(relative: Path | str) -> str:
+    """Split named by a path: the file stem first, then its folders from the inside out."""
+    relative = Path(relative)
+    components = [relative.stem] + [part for part in reversed(relative.parts[:-1])]
+    for component in components:
+        for word in re.split(r"[^a-z0-9]+", component.lower()):
+            if word in _SPLIT_WORDS:
+                return _SPLIT_WORDS[word]
+    return "train"
+
+
+def read_source(source: SourceFile) -> Iterator[RawRow]:
+    """Rows of one file, each with its exact location."""
+    data = source.path.read_bytes()
+    if source.format == "parquet":
+        yield from _read_parquet(source)
+        return
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the data
+        data = data[3:]
+    readers = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv}
+    if source.format == "json" and data.lstrip()[:1] == b"{":
+        readers["json"] = _read_jsonl  # a .json file holding one object per line
+    yield from readers[source.format](data, source)
+
+
+def _read_jsonl(data: bytes, source: SourceFile) -> Iterator[RawRow]:
+    for number, raw_line in enumerate(data.split(b"\n"), start=1):
+        if not raw_line.strip():
+            continue  # blank lines are layout, not rows
+        text = raw_line.rstrip(b"\r").decode("utf-8", "surrogateescape")
+        row = RawRow(None, source.name, number, text[:_RAW_LIMIT])
+        try:
+            row.record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            row.errors.append(RowError(source.name, number, JSON_FIELD,
+                                       f"malformed JSON: {exc.msg} (column {exc.colno})"))
+            bad_byte = _first_bad_byte(raw_line)
+            if bad_byte is not None:
+                row.errors.append(RowError(source.name, number, BYTES_FIELD,
+                                           f"invalid UTF-8: byte 0x{raw_line[bad_byte]:02x} "
+                                           f"at byte {bad_byte}"))
+        yield row
+
+
+def _first_bad_byte(raw: bytes) -> int | None:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
+
+
+def _read_json(data: bytes, source: SourceFile) -> Iterator[RawRow]:
+    """A top-level JSON list; each element's line is where the element starts."""
+    text = data.decode("utf-8", "surrogateescape")
+    decoder = json.JSONDecoder()
+    index = _JSON_WS.match(text, 0).end()
+    if text[index:index + 1] != "[":
+        yield _file_error(source, text, index, "expected a JSON list of records ('[' ...)")
+        return
+    index, line, counted_to = index + 1, 1, 0
+    while True:
+        index = _JSON_WS.match(text, index).end()
+        if text[index:index + 1] == "]":
+            return
+        line += text.count("\n", counted_to, index)
+        counted_to = index
+        try:
+            record, end = decoder.raw_decode(text, index)
+        except json.JSONDecodeError as exc:
+            yield _file_error(source, text, exc.pos, f"malformed JSON: {exc.msg}")
+            return
+        yield RawRow(record, source.name, line, text[index:end][:_RAW_LIMIT])
+        index = _JSON_WS.match(text, end).end()
+        if text[index:index + 1] == ",":
+            index += 1
+        elif text[index:index + 1] != "]":
+            yield _file_error(source, text, index, "malformed JSON: expected ',' or ']'")
+            return
+
+
+def _file_error(source: SourceFile, text: str, pos: int, reason: str) -> RawRow:
+    # A broken JSON list cannot be resynchronised, so the rest of the file is unreadable;
+    # say so, so that nothing after this point disappears without a word.
+    line = text.count("\n", 0, pos) + 1
+    row = RawRow(None, source.name, line, text[pos:pos + 200])
+    row.errors.append(RowError(source.name, line, JSON_FIELD,
+                               f"{reason} (column {pos - text.rfind(chr(10), 0, pos)}); "
+                               f"the rest of the file could not be read"))
+    return row
+
+
+def _read_csv(data: bytes, source: SourceFile) -> Iterator[RawRow]:
+    """CSV/TSV with a header row; locations are file lines (a quoted cell may span several)."""
+    handle = io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")
+    reader = csv.reader(handle, delimiter="\t" if source.format == "tsv" else ",")
+    header = next(reader, None)
+    missing = [name for name in ("task", "input", "target") if name not in (header or [])]
+    if missing:
+        row = RawRow(None, source.name, 1, ",".join(header or []))
+        row.errors.append(RowError(source.name, 1, ROW_FIELD,
+                                   f"missing column(s) {missing} in header {header!r}"))
+        yield row
+        return
+    previous_end = reader.line_num
+    for cells in reader:
+        start, previous_end = previous_end + 1, reader.line_num
+        if not cells:
+            continue
+        yield _csv_row(header, cells, source, start)
+
+
+def _csv_row(header: list[str], cells: list[str], source: SourceFile, line: int) -> RawRow:
+    record: dict[str, Any] = dict(zip(header, cells))
+    row = RawRow(record, source.name, line, ",".join(cells)[:_RAW_LIMIT])
+    if len(cells) > len(header):
+        row.errors.append(RowError(source.name, line, ROW_FIELD,
+                                   f"row has {len(cells)} cells, header has {len(header)}"))
+    answers = record.get("answers")
+    if answers is not None:
+        record["answers"] = None if answers == "" else _csv_answers(answers)
+        if record["answers"] is _BAD_ANSWERS:
+            record["answers"] = None
+            row.errors.append(RowError(source.name, line, "answers",
+                                       f"wrong type: expected a JSON list of strings, got {answers!r}"))
+    return row
+
+
+_BAD_ANSWERS = object()
+
+
+def _csv_answers(cell: str) -> Any:
+    # CSV has no lists, so several gold answers travel as a JSON list in one cell.
+    try:
+        value = json.loads(cell)
+    except json.JSONDecodeError:
+        return _BAD_ANSWERS
+    return value if isinstance(value, list) else _BAD_ANSWERS
+
+
+def _read_parquet(source: SourceFile) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source.path)
+    names = parquet.schema_arrow.names
+    missing = [name for name in ("task", "input", "target") if name not in names]
+    if missing:
+        row = RawRow(None, source.name, 0, str(parquet.schema_arrow), unit="row")
+        row.errors.append(RowError(source.name, 0, ROW_FIELD,
+                                   f"missing column(s) {missing}; columns are {names}", "row"))
+        yield row
+        return
+    columns = [name for name in ("task", "input", "target", "answers") if name in names]
+    index = 0
+    for batch in parquet.iter_batches(batch_size=65536, columns=columns):
+        for record in batch.to_pylist():
+            yield RawRow(record, source.name, index, json.dumps(record, ensure_ascii=False,
+                                                                default=repr)[:_RAW_LIMIT], "row")
+            index += 1
+
+
+def read_hub_dataset(name: str) -> dict[str, list[RawRow]]:
+    """Rows of a hub dataset's splits (needs a reachable hub); locations are row indexes."""
+    import datasets
+
+    try:
+        dataset_dict = datasets.load_dataset(name)
+    except Exception as exc:  # offline, unknown name, gated: all end the same way for the user
+        raise ValueError(f"{name!r} is not a local file or folder, and loading it as a hub "
+                         f"dataset failed ({type(exc).__name__}: {exc}).") from exc
+    result: dict[str, list[RawRow]] = {}
+    for split_name, dataset in dataset_dict.items():
+        label = f"{name}:{split_name}"
+        result[split_for_name(split_name)] = [
+            RawRow(record, label, index, json.dumps(record, ensure_ascii=False,
+                                                    default=repr)[:_RAW_LIMIT], "row")
+            for index, record in enumerate(dataset)]
+    return result
+
+
+def check_row(row: RawRow) -> list[RowError]:
+    """Parse errors of ``row`` or, when it parsed, its validation errors."""
+    if row.errors and row.record is None:
+        return row.errors
+    return row.errors + validate_record(row.record, row.file, row.line, row.unit)

@@ -1,0 +1,87 @@
+"""MLflow pyfunc wrapper: a registered MultiTaskKoBART answers ``predict(DataFrame[task, input])``.
+
+``tracking.log_and_register_model`` logs this file as "model from code" (MLflow executes it and
+takes the object given to ``set_model``), so no pickled Python object is stored with the model.
+The checkpoint directory travels as the ``checkpoint`` artifact. Usage::
+
+    model = mlflow.pyfunc.load_model("models:/multi-task-kobart@candidate")
+    model.predict(pd.DataFrame({"task": ["style_transfer"], "input": ["빨리 와"]}),
+                  params={"max_new_tokens": 32})          # -> ["..."]
+
+The package itself (``multi_task_kobart``) must be importable where the model is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+from multi_task_kobart.tasks import validate_task
+
+
+class MultiTaskKoBARTPyfunc(PythonModel):
+    """Loads the checkpoint once; groups rows by task so each decoder runs one batched generate."""
+
+    def load_context(self, context: Any) -> None:
+        import torch
+
+        from multi_task_kobart.model import MultiTaskKoBART
+        from multi_task_kobart.tokenizer import load_tokenizer
+
+        checkpoint = context.artifacts["checkpoint"]
+        self.model = MultiTaskKoBART.from_pretrained(checkpoint).eval()
+        self.tokenizer = load_tokenizer(checkpoint)
+        self._torch = torch
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
+        """``model_input``: DataFrame (or list of dicts) with ``task`` and ``input`` columns."""
+        rows = _rows(model_input)
+        params = params or {}
+        max_new_tokens = int(params.get("max_new_tokens", 48))
+        num_beams = int(params.get("num_beams", 1))
+        outputs: list[str] = [""] * len(rows)
+        by_task: dict[str, list[int]] = {}
+        for index, (task, _) in enumerate(rows):
+            by_task.setdefault(validate_task(task, allow_auto=True), []).append(index)
+        for task, indices in by_task.items():
+            texts = [rows[i][1] for i in indices]
+            for i, text in zip(indices, self._generate(task, texts, max_new_tokens, num_beams)):
+                outputs[i] = text
+        return outputs
+
+    def _generate(self, task: str, texts: list[str], max_new_tokens: int, num_beams: int) -> list[str]:
+        from multi_task_kobart.tokenizer import encode_sources
+
+        torch = self._torch
+        max_length = int(getattr(self.model.config, "max_position_embeddings", 1026)) - 2
+        ids, _ = encode_sources(self.tokenizer, texts, max_length=min(max_length, 512))
+        width = max(len(row) for row in ids)
+        pad_id = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([row + [pad_id] * (width - len(row)) for row in ids])
+        attention_mask = (input_ids != pad_id).long()
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask,
+                task=task,
+                max_new_tokens=max_new_tokens, num_beams=num_beams)
+        return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+
+
+def _rows(model_input: Any) -> list[tuple[str, str]]:
+    """(task, input) pairs from a DataFrame, a list of dicts or a dict of columns."""
+    if hasattr(model_input, "to_dict"):
+        model_input = model_input.to_dict(orient="list")
+    if isinstance(model_input, dict):
+        missing = [col for col in ("task", "input") if col not in model_input]
+        if missing:
+            raise ValueError(f"model input lacks column(s) {missing}; expected 'task' and 'input'.")
+        return [(str(t), str(x)) for t, x in zip(model_input["task"], model_input["input"])]
+    if isinstance(model_input, list) and all(isinstance(row, dict) for row in model_input):
+        return [(str(row["task"]), str(row["input"])) for row in model_input]
+    raise ValueError(f"model input of type {type(model_input).__name__} is not supported; pass a "
+                     "DataFrame or a list of {'task', 'input'} dicts.")
+
+
+mlflow.models.set_model(MultiTaskKoBARTPyfunc())

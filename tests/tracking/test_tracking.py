@@ -1,0 +1,226 @@
+"""multi_task_kobart.tracking against two real backends: a local SQLite store and `mlflow server`.
+
+Both backends go through the same checks: a run with flat params and metrics, an artifact, a
+registered pyfunc model with the alias "candidate", ``resolve_model_dir`` on
+``models:/<name>@candidate`` giving a directory that ``MultiTaskKoBART.from_pretrained`` loads,
+and the pyfunc returning generated strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+import mlflow
+from mlflow import MlflowClient
+
+from multi_task_kobart import tracking
+from multi_task_kobart.tasks import TASKS
+
+MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_globals(monkeypatch):
+    """MLflow keeps the tracking URI in a global and exports it to os.environ: undo both."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    yield
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory) -> Path:
+    """A tiny MultiTaskKoBART checkpoint in the contract's format (plus optimizer state)."""
+    from multi_task_kobart.model import MultiTaskKoBART, MultiTaskKoBARTConfig
+    from multi_task_kobart.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    model = MultiTaskKoBART(MultiTaskKoBARTConfig.tiny(vocab_size=len(tokenizer)))
+    out = tmp_path_factory.mktemp("ckpt") / "checkpoint_000003"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "train_config.json").write_text(json.dumps({"model": {"preset": "tiny"}}))
+    torch.save({"state": {}}, out / "optimizer.pt")
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"mlflow server at {url} not healthy after {timeout_s:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real tracking server on a free loopback port (SQLite + proxied local artifacts)."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(
+        [str(MLFLOW_BIN), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
+
+
+@pytest.fixture(params=["local", "server"])
+def tracking_uri(request, tmp_path) -> str:
+    if request.param == "server":
+        return request.getfixturevalue("mlflow_server")
+    return tracking.normalize_tracking_uri(tmp_path / "store")
+
+
+def _cfg(uri: str, experiment: str = "mtk-test") -> dict:
+    return {"tracking_uri": uri, "experiment_name": experiment}
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_flatten_params_makes_flat_safe_and_bounded_values() -> None:
+    flat = tracking.flatten_params({
+        "training": {"lr": 3e-4, "task_weights": {"style_transfer": 1.5}, "betas": [0.9, 0.98]},
+        "tasks": list(TASKS), "data": {"source": "말" * 7000}, "name": None, "odd key!": 1})
+    assert flat["training.lr"] == "0.0003"
+    assert flat["training.task_weights.style_transfer"] == "1.5"
+    assert flat["training.betas"] == "[0.9, 0.98]"
+    assert json.loads(flat["tasks"]) == list(TASKS)
+    assert len(flat["data.source"]) == tracking.MAX_PARAM_VALUE_CHARS
+    assert flat["data.source"].endswith("[truncated]")
+    assert flat["name"] == "None" and flat["odd key_"] == "1"
+
+
+def test_tracking_uri_resolution(tmp_path, monkeypatch) -> None:
+    root = tracking.project_root()
+    assert (root / "pyproject.toml").is_file()
+    assert tracking.default_tracking_uri() == f"sqlite:///{root}/mlruns/mlflow.db"
+    assert tracking.artifact_root_for(tracking.default_tracking_uri()) == root / "mlruns" / "artifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.default_tracking_uri() == "http://127.0.0.1:5999"
+    assert tracking.resolve_tracking_uri(str(tmp_path)) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking.resolve_tracking_uri(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path}/x.db"
+    assert tracking.artifact_root_for("http://127.0.0.1:5999") is None
+
+
+def test_resolve_model_dir_rejects_unknown_paths(tmp_path, checkpoint_dir) -> None:
+    assert tracking.resolve_model_dir(checkpoint_dir) == checkpoint_dir
+    with pytest.raises(FileNotFoundError, match="neither an existing directory"):
+        tracking.resolve_model_dir(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        tracking.resolve_model_dir(tmp_path)
+
+
+def test_disabled_tracking_is_a_no_op() -> None:
+    with tracking.start_run({"enabled": False}, "off", {"a": 1}) as run:
+        assert run is None
+        tracking.log_metrics({"loss": 1.0}, step=1)  # no active run: must not raise
+
+
+# --------------------------------------------------------------------------- both backends
+
+
+def test_run_params_metrics_and_artifact(tracking_uri, tmp_path) -> None:
+    params = {"training": {"lr": 1e-3, "max_steps": 3}, "tasks": list(TASKS)}
+    with tracking.start_run(_cfg(tracking_uri), "unit-run", params) as run:
+        for step in (1, 2):
+            tracking.log_metrics({"train/loss": 2.0 / step, "nan_metric": float("nan")}, step=step)
+        note = tmp_path / "note.txt"
+        note.write_text("hello")
+        mlflow.log_artifact(str(note))
+        run_id = run.info.run_id
+    client = MlflowClient(tracking_uri=tracking_uri)
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    assert finished.data.params["training.lr"] == "0.001"
+    assert finished.data.params["training.max_steps"] == "3"
+    assert [m.value for m in client.get_metric_history(run_id, "train/loss")] == [2.0, 1.0]
+    assert "nan_metric" not in finished.data.metrics
+    assert [a.path for a in client.list_artifacts(run_id)] == ["note.txt"]
+    if tracking_uri.startswith("sqlite:///"):
+        store_dir = Path(tracking_uri[len("sqlite:///"):]).parent
+        assert finished.info.artifact_uri.startswith((store_dir / "artifacts").as_uri())
+
+
+def test_child_runs_point_at_their_parent(tracking_uri) -> None:
+    with tracking.start_run(_cfg(tracking_uri), "sweep") as parent:
+        parent_id = parent.info.run_id
+    with tracking.start_run(_cfg(tracking_uri), "trial-0", {"lr": 1e-4},
+                            parent_run_id=parent_id) as child:
+        child_id = child.info.run_id
+    child_run = MlflowClient(tracking_uri=tracking_uri).get_run(child_id)
+    assert child_run.data.tags["mlflow.parentRunId"] == parent_id
+
+
+def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) -> None:
+    from multi_task_kobart.model import MultiTaskKoBART
+
+    name = "mtk-tiny"
+    with tracking.start_run(_cfg(tracking_uri), "train-run", {"model": {"preset": "tiny"}}):
+        version = tracking.log_and_register_model(checkpoint_dir, registered_model_name=name)
+    assert version.name == name and "candidate" in version.aliases
+    client = MlflowClient(tracking_uri=tracking_uri)
+    assert client.get_model_version_by_alias(name, "candidate").version == version.version
+
+    local = tracking.resolve_model_dir(f"models:/{name}@candidate", tracking_uri=tracking_uri,
+                                       dst_dir=tmp_path / "download")
+    assert (local / "model.safetensors").is_file() and (local / "tokenizer.json").is_file()
+    assert not (local / "optimizer.pt").exists()
+    loaded = MultiTaskKoBART.from_pretrained(local)
+    original = MultiTaskKoBART.from_pretrained(checkpoint_dir)
+    for (key, a), b in zip(loaded.state_dict().items(), original.state_dict().values()):
+        assert torch.equal(a, b), key
+    by_number = tracking.resolve_model_dir(f"models:/{name}/{version.version}",
+                                           tracking_uri=tracking_uri, dst_dir=tmp_path / "v")
+    assert (by_number / "config.json").read_text() == (local / "config.json").read_text()
+
+    import pandas as pd
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@candidate")
+    frame = pd.DataFrame({"task": ["style_transfer", "qa_generation", "style_transfer"],
+                          "input": ["이거 좀 도와주세요", "질문: 서울의 인구는?", "빨리 와"]})
+    outputs = pyfunc.predict(frame, params={"max_new_tokens": 4})
+    assert isinstance(outputs, list) and len(outputs) == 3
+    assert all(isinstance(text, str) for text in outputs)
