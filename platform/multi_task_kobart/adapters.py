@@ -59,7 +59,8 @@ class _LoRAHook:
         self.lora = lora
         self.key = key
 
-    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...],
+                 output: torch.Tensor) -> torch.Tensor:
         task = self.lora.active_task
         if task is None:
             return output
@@ -69,7 +70,8 @@ class _LoRAHook:
 class EncoderLoRA(nn.Module):
     """Per-task LoRA pairs for the self-attention ``q_proj``/``v_proj`` of a ``BartEncoder``."""
 
-    def __init__(self, num_layers: int, d_model: int, tasks: tuple[str, ...], rank: int, alpha: float) -> None:
+    def __init__(self, num_layers: int, d_model: int, tasks: tuple[str, ...], rank: int,
+                 alpha: float) -> None:
         super().__init__()
         if rank <= 0:
             raise ValueError(f"LoRA rank must be positive, got {rank}")

@@ -75,6 +75,11 @@ def _looks_like_path(name_or_path: str | Path) -> bool:
 def _load_local(path: Path, *, what: str) -> PreTrainedTokenizerFast:
     """Load from a directory or a ``tokenizer.json`` file, naming the path when it is missing."""
     if not path.exists():
+        if path == BUNDLED_TOKENIZER_DIR:
+            raise FileNotFoundError(
+                f"The bundled tokenizer is missing at {str(path)!r}; rebuild it with "
+                "`python scripts/train_tokenizer.py` (or `make tokenizer`)."
+            )
         raise FileNotFoundError(
             f"{what} {str(path)!r} does not exist; pass a directory holding tokenizer.json, "
             "a path to a tokenizer .json file, a hub id, or None for the bundled tokenizer."
@@ -101,10 +106,16 @@ def _load_from_hub(hub_id: str) -> PreTrainedTokenizerFast:
         # tokenizer" or a repo-id format error; neither says the hub was the problem.
         raise OSError(
             f"Could not load tokenizer {hub_id!r}: it is not a local path and loading it from "
-            f"the Hugging Face Hub failed ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            f"the Hugging Face Hub failed ({type(exc).__name__}: {_one_line(exc)}). "
             "Without network access pass a local directory or tokenizer.json path, or None "
             "for the bundled offline tokenizer."
         ) from exc
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """The exception text on one line, shortened: transformers' messages span many lines."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_special_ids(tokenizer: PreTrainedTokenizerFast, *, source: str = "tokenizer") -> None:

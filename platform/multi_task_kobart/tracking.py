@@ -251,6 +251,21 @@ def log_metrics(metrics: Mapping[str, float], step: int) -> None:
         mlflow.log_metrics(clean, step=int(step))
 
 
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """Log a file or a whole directory (e.g. an evaluation report) on the active run, if any."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+    elif path.is_file():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    else:
+        raise FileNotFoundError(f"cannot log artifact {str(path)!r}: no such file or directory.")
+
+
 # --------------------------------------------------------------------------- models and registry
 
 

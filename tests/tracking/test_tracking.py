@@ -169,7 +169,7 @@ def test_run_params_metrics_and_artifact(tracking_uri, tmp_path) -> None:
             tracking.log_metrics({"train/loss": 2.0 / step, "nan_metric": float("nan")}, step=step)
         note = tmp_path / "note.txt"
         note.write_text("hello")
-        mlflow.log_artifact(str(note))
+        tracking.log_artifact(note)
         run_id = run.info.run_id
     client = MlflowClient(tracking_uri=tracking_uri)
     finished = client.get_run(run_id)
@@ -198,9 +198,10 @@ def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) ->
     from multi_task_kobart.model import MultiTaskKoBART
 
     name = "mtk-tiny"
-    with tracking.start_run(_cfg(tracking_uri), "train-run", {"model": {"preset": "tiny"}}):
+    with tracking.start_run(_cfg(tracking_uri), "train-run", {"model": {"preset": "tiny"}}) as run:
         version = tracking.log_and_register_model(checkpoint_dir, registered_model_name=name)
     assert version.name == name and "candidate" in version.aliases
+    assert version.run_id == run.info.run_id
     client = MlflowClient(tracking_uri=tracking_uri)
     assert client.get_model_version_by_alias(name, "candidate").version == version.version
 
@@ -215,6 +216,9 @@ def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) ->
     by_number = tracking.resolve_model_dir(f"models:/{name}/{version.version}",
                                            tracking_uri=tracking_uri, dst_dir=tmp_path / "v")
     assert (by_number / "config.json").read_text() == (local / "config.json").read_text()
+    by_run = tracking.resolve_model_dir(f"runs:/{run.info.run_id}/model", tracking_uri=tracking_uri,
+                                        dst_dir=tmp_path / "r")
+    assert (by_run / "model.safetensors").read_bytes() == (local / "model.safetensors").read_bytes()
 
     import pandas as pd
 

@@ -186,7 +186,15 @@ def _add_rows(collected: _Collected, rows: Any, split: str) -> None:
 def _reject_record(row: RawRow, problems: list[RowError]) -> dict[str, Any]:
     return {"file": row.file, row.unit: row.line,
             "errors": [{"field": p.field, "reason": p.reason} for p in problems],
-            "raw": row.raw.encode("utf-8", "backslashreplace").decode("utf-8")}
+            "raw": _printable(row.raw)}
+
+
+def _printable(text: str) -> str:
+    """Raw source text with undecodable bytes shown as ``\\xff`` (JSON cannot hold them)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a raw byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _split_and_count(columns: dict[str, list[Any]], valid_fraction: float, seed: int,

@@ -95,6 +95,8 @@ class TaskSampler:
     def __init__(self, sizes: Mapping[str, int], strategy: str = "proportional", *,
                  temperature: float = 2.0, cap: int | None = None,
                  weights: Mapping[str, float] | None = None, seed: int = 0):
+        for task in sizes:
+            validate_task(task)
         self.sizes = {task: int(sizes[task]) for task in TASKS if task in sizes}
         self.strategy = strategy
         self.temperature = float(temperature)

@@ -35,6 +35,7 @@ PARQUET_SCHEMA = pa.schema([
     ("source_file", pa.string()),  # file name relative to the input root
     ("source_line", pa.int64()),  # 1-based line (text formats) or 0-based row (Parquet)
 ])
+_INPUT_TYPES = {"answers": pa.list_(pa.string()), "source_line": pa.int64()}
 #: Rows handed to the tokenizer per call; large enough for Rust to parallelise, small
 #: enough to keep a worker's memory flat.
 TOKENIZE_BATCH_SIZE = 1000
@@ -55,18 +56,17 @@ def tokenize_columns(columns: dict[str, list[Any]], tokenizer: Any, max_source_l
     """Columns of validated rows -> an Arrow table with ids, lengths and truncation flags."""
     import datasets
 
-    features = datasets.Features({
-        name: datasets.Value("int64") if name == "source_line"
-        else datasets.List(datasets.Value("string")) if name == "answers"
-        else datasets.Value("string")
-        for name in columns})
-    dataset = datasets.Dataset.from_dict(columns, features=features)
-    out_features = features.copy()
+    # Build the Arrow table directly: Dataset.from_dict would re-encode every cell in Python.
+    table = pa.table({name: pa.array(values, type=_INPUT_TYPES.get(name, pa.string()))
+                      for name, values in columns.items()})
+    dataset = datasets.Dataset(table)
+    out_features = dataset.features.copy()
     out_features.update({"input_ids": datasets.List(datasets.Value("int32")),
                          "labels": datasets.List(datasets.Value("int32")),
                          "source_len": datasets.Value("int32"), "target_len": datasets.Value("int32"),
                          "input_truncated": datasets.Value("bool"),
                          "target_truncated": datasets.Value("bool")})
+    processes = num_proc or auto_num_proc(len(dataset))
     encode = partial(_encode_batch, tokenizer=tokenizer, max_source_length=max_source_length,
                      max_target_length=max_target_length)
     was_enabled = datasets.is_progress_bar_enabled()
@@ -75,7 +75,9 @@ def tokenize_columns(columns: dict[str, list[Any]], tokenizer: Any, max_source_l
         # new_fingerprint skips hashing the tokenizer (slow, and it would only name a cache
         # file we never write: the dataset lives in memory).
         encoded = dataset.map(encode, batched=True, batch_size=TOKENIZE_BATCH_SIZE,
-                              num_proc=num_proc or auto_num_proc(len(dataset)) or None,
+                              # None, not 1: datasets runs num_proc=1 in a subprocess and
+                              # turns off the tokenizer's Rust threads there.
+                              num_proc=processes if processes > 1 else None,
                               features=out_features, keep_in_memory=True,
                               new_fingerprint="mtk-tokenize", desc="Tokenizing")
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def log_report_to_mlflow(report: Mapping[str, Any], paths: Mapping[str, Path], *
                              "inside mlflow.start_run()")
         run_id = active.info.run_id
     client = MlflowClient()
-    timestamp = int(__import__("time").time() * 1000)
+    timestamp = int(time.time() * 1000)
     entries = [Metric(key, value, timestamp, step or 0) for key, value in report_metrics(report).items()]
     for start in range(0, len(entries), 500):  # MLflow accepts at most 1000 metrics per batch
         client.log_batch(run_id, metrics=entries[start:start + 500])

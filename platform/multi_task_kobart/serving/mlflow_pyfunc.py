@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
+import torch
 from mlflow.pyfunc import PythonModel
 
 from multi_task_kobart.tasks import validate_task
@@ -25,17 +26,16 @@ class MultiTaskKoBARTPyfunc(PythonModel):
     """Loads the checkpoint once; groups rows by task so each decoder runs one batched generate."""
 
     def load_context(self, context: Any) -> None:
-        import torch
-
         from multi_task_kobart.model import MultiTaskKoBART
         from multi_task_kobart.tokenizer import load_tokenizer
 
         checkpoint = context.artifacts["checkpoint"]
         self.model = MultiTaskKoBART.from_pretrained(checkpoint).eval()
         self.tokenizer = load_tokenizer(checkpoint)
-        self._torch = torch
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
+    # model_input carries no annotation on purpose: MLflow reads predict's type hints as a schema
+    # and warns on anything but list[...]; the logged signature (task, input columns) is the schema.
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> list[str]:
         """``model_input``: DataFrame (or list of dicts) with ``task`` and ``input`` columns."""
         rows = _rows(model_input)
         params = params or {}
@@ -54,18 +54,17 @@ class MultiTaskKoBARTPyfunc(PythonModel):
     def _generate(self, task: str, texts: list[str], max_new_tokens: int, num_beams: int) -> list[str]:
         from multi_task_kobart.tokenizer import encode_sources
 
-        torch = self._torch
         max_length = int(getattr(self.model.config, "max_position_embeddings", 1026)) - 2
         ids, _ = encode_sources(self.tokenizer, texts, max_length=min(max_length, 512))
         width = max(len(row) for row in ids)
         pad_id = self.tokenizer.pad_token_id
         input_ids = torch.tensor([row + [pad_id] * (width - len(row)) for row in ids])
-        attention_mask = (input_ids != pad_id).long()
+        lengths = torch.tensor([len(row) for row in ids])
+        attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
         with torch.inference_mode():
-            generated = self.model.generate(
-                input_ids=input_ids, attention_mask=attention_mask,
-                task=task,
-                max_new_tokens=max_new_tokens, num_beams=num_beams)
+            generated = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                            task=task, max_new_tokens=max_new_tokens,
+                                            num_beams=num_beams)
         return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
 
 

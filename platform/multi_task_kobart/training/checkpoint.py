@@ -26,6 +26,7 @@ from torch import nn
 TRAINER_STATE = "trainer_state.json"
 TRAIN_CONFIG = "train_config.json"
 OPTIMIZER = "optimizer.pt"
+WEIGHTS = "model.safetensors"
 SCHEDULER = "scheduler.pt"
 
 
@@ -37,7 +38,8 @@ class TrainerState:
     stage: int = 2  # two_stage's current stage (1 = encoder frozen)
     data_state: dict[str, Any] = field(default_factory=dict)  # per-task batch-stream positions
     loss_log_vars: list[float] | None = None  # uncertainty weighting parameters
-    metrics: dict[str, float] = field(default_factory=dict)  # metrics at this step
+    metrics: dict[str, Any] = field(default_factory=dict)  # metrics at this step
+    initial_metrics: dict[str, float] = field(default_factory=dict)  # validation before step 1
     best_valid_loss: float | None = None
     mlflow_run_id: str | None = None
     world_size: int = 1
@@ -95,15 +97,18 @@ def load_training_state(
 ) -> TrainerState:
     """Load weights, optimizer and scheduler state from ``directory`` into live objects.
 
-    Weights are copied into the existing ``model`` (strictly: a shape or name mismatch is
-    an error) so the caller's optimizer keeps pointing at the same parameter objects.
+    Weights are copied into the existing ``model`` in place (strictly: a missing tensor or a
+    shape mismatch is an error), so the caller's optimizer keeps pointing at the same
+    parameter objects.
     """
-    from multi_task_kobart.model import MultiTaskKoBART
+    from safetensors.torch import load_model
 
     directory = Path(directory)
     state = read_trainer_state(directory)
-    loaded = MultiTaskKoBART.from_pretrained(directory)
-    model.load_state_dict(loaded.state_dict(), strict=True)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{str(weights)!r} is missing: not a complete checkpoint.")
+    load_model(model, str(weights), strict=True, device=str(next(model.parameters()).device))
     if optimizer is not None and (directory / OPTIMIZER).is_file():
         optimizer.load_state_dict(torch.load(directory / OPTIMIZER, weights_only=True,
                                              map_location="cpu"))

@@ -1,8 +1,8 @@
 """Per-task, never-ending streams of micro-batches over one rank's in-memory rows.
 
 Each rank materialises its shard of every task once (token ids only: a few MB even for
-100k rows), then cycles through length-aware batches epoch after epoch, reshuffled with
-``seed + epoch``. A stream never runs dry, so no rank can stop early because its shard of
+100k rows), then cycles through length-aware batches epoch after epoch, reshuffled per
+``(seed, epoch)``. A stream never runs dry, so no rank can stop early because its shard of
 one task is smaller: every rank runs exactly ``max_steps`` optimizer steps. The position
 (epoch, batch index) is part of the checkpoint, so a resumed run picks up the next batch.
 """
@@ -14,8 +14,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-#: ``(source_lengths, target_lengths, seed) -> batches of row indices``
-BatchPlanner = Callable[[Sequence[int], Sequence[int], int], list[list[int]]]
+#: ``(per-row (source_len, target_len), seed, epoch) -> batches of row indices``
+BatchPlanner = Callable[[Sequence[tuple[int, int]], int, int], list[list[int]]]
 #: ``(rows) -> dict of padded tensors`` with input_ids, attention_mask, labels
 Collate = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
 
@@ -36,6 +36,9 @@ class TaskRows:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def lengths(self) -> list[tuple[int, int]]:
+        return [(len(source), len(target)) for source, target in zip(self.input_ids, self.labels)]
+
     def rows(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         return [{"input_ids": self.input_ids[i], "labels": self.labels[i]} for i in indices]
 
@@ -48,13 +51,12 @@ class BatchStream:
             raise ValueError(f"task {rows.task!r} has no rows on this rank; every rank needs at "
                              "least one training row per task (use fewer workers or more data).")
         self.rows, self.planner, self.collate, self.seed = rows, planner, collate, seed
-        self._source_lengths = [len(ids) for ids in rows.input_ids]
-        self._target_lengths = [len(ids) for ids in rows.labels]
+        self._lengths = rows.lengths()
         self.epoch, self.position = 0, 0
         self._plan = self._plan_epoch(0)
 
     def _plan_epoch(self, epoch: int) -> list[list[int]]:
-        plan = self.planner(self._source_lengths, self._target_lengths, self.seed + epoch)
+        plan = self.planner(self._lengths, self.seed, epoch)
         if not plan:
             raise ValueError(f"task {self.rows.task!r}: the batch planner returned no batches.")
         return plan
@@ -86,7 +88,7 @@ def fixed_batches(rows: TaskRows, planner: BatchPlanner, collate: Collate, seed:
     """The first ``limit`` batches (all when None) of one pass, for validation."""
     if len(rows) == 0:
         return []
-    plan = planner([len(x) for x in rows.input_ids], [len(x) for x in rows.labels], seed)
+    plan = planner(rows.lengths(), seed, 0)
     return [collate(rows.rows(indices)) for indices in plan[:limit]]
 
 

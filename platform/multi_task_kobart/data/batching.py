@@ -1,0 +1,174 @@
+"""Padding collate and length-aware batching for pre-tokenized rows.
+
+The collate only pads ids that preparation already produced (no tokenizer here, so it is
+cheap in any thread or process). Length-aware batching sorts examples by length inside a
+shuffled window before cutting batches: neighbours in a batch then have similar lengths and
+little padding is computed, while the window and a final shuffle of batch order keep the
+data order random. Everything is deterministic given ``(seed, epoch)``, so every rank and a
+resumed run see the same batches.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+PAD_ID = 3  # KoBART <pad>
+LABEL_PAD_ID = -100  # ignored by the cross-entropy loss
+#: A batching window holds this many batches' worth of examples by default.
+DEFAULT_WINDOW_BATCHES = 50
+
+
+def collate(batch: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], *,
+            pad_id: int = PAD_ID, label_pad_id: int = LABEL_PAD_ID) -> dict[str, torch.Tensor]:
+    """Rows (list of dicts) or columns (dict of lists / numpy object arrays, as Ray's
+    ``iter_batches`` yields) -> ``input_ids``, ``attention_mask``, ``labels`` LongTensors."""
+    if isinstance(batch, Mapping):
+        sources, labels = list(batch["input_ids"]), list(batch["labels"])
+    else:
+        sources = [row["input_ids"] for row in batch]
+        labels = [row["labels"] for row in batch]
+    if not sources:
+        raise ValueError("cannot collate an empty batch.")
+    input_ids = _pad(sources, pad_id)
+    # The mask comes from lengths, not from `ids != pad_id`: a row from elsewhere might hold
+    # a real token with the pad id, and a comparison would silently hide it.
+    return {"input_ids": input_ids, "attention_mask": _mask(sources, input_ids.shape[1]),
+            "labels": _pad(labels, label_pad_id)}
+
+
+def _pad(sequences: list[Any], value: int) -> torch.Tensor:
+    width = max(len(seq) for seq in sequences)
+    out = np.full((len(sequences), width), value, dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        out[row, : len(seq)] = np.asarray(seq, dtype=np.int64)
+    return torch.from_numpy(out)
+
+
+def _mask(sequences: list[Any], width: int) -> torch.Tensor:
+    lengths = torch.tensor([len(seq) for seq in sequences])
+    return (torch.arange(width)[None, :] < lengths[:, None]).long()
+
+
+def example_length(row: Mapping[str, Any]) -> tuple[int, int]:
+    """(source tokens, target tokens) of a prepared row."""
+    if "source_len" in row and "target_len" in row:
+        return int(row["source_len"]), int(row["target_len"])
+    return len(row["input_ids"]), len(row["labels"])
+
+
+def _cut_batches(order: list[int], lengths: Sequence[tuple[int, int]], batch_size: int,
+                 max_tokens: int | None) -> list[list[int]]:
+    """Sort ``order`` by length and cut it greedily into batches.
+
+    A batch's cost is rows x (longest source + longest target), i.e. padded tokens; an
+    example over ``max_tokens`` on its own still forms a batch rather than being dropped.
+    """
+    ranked = sorted(order, key=lambda i: (lengths[i][0], lengths[i][1]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest_source = longest_target = 0
+    for index in ranked:
+        source, target = lengths[index]
+        wider_source, wider_target = max(longest_source, source), max(longest_target, target)
+        over_budget = max_tokens is not None and (len(current) + 1) * (wider_source + wider_target) > max_tokens
+        if current and (len(current) == batch_size or over_budget):
+            batches.append(current)
+            current, wider_source, wider_target = [], source, target
+        current.append(index)
+        longest_source, longest_target = wider_source, wider_target
+    if current:
+        batches.append(current)
+    return batches
+
+
+def length_grouped_batches(lengths: Sequence[tuple[int, int]] | Sequence[int], batch_size: int, *,
+                           max_tokens: int | None = None, seed: int = 0, epoch: int = 0,
+                           window: int | None = None) -> list[list[int]]:
+    """Index batches over all examples: shuffle, sort within windows, cut, shuffle batches.
+
+    ``lengths``: per example (source_len, target_len), or one int (a source length).
+    ``window``: examples sorted together (default ``batch_size * 50``); a window as large
+    as the data gives the least padding, a window of one batch gives plain random batches.
+    """
+    _check_batching(batch_size, max_tokens)
+    pairs = [(n, 0) if isinstance(n, (int, np.integer)) else (int(n[0]), int(n[1])) for n in lengths]
+    rng = random.Random(f"{seed}:{epoch}")
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    window = window or batch_size * DEFAULT_WINDOW_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        batches.extend(_cut_batches(order[start:start + window], pairs, batch_size, max_tokens))
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_rows(rows: Iterable[Mapping[str, Any]], batch_size: int, *, max_tokens: int | None = None,
+               seed: int = 0, epoch: int = 0, window: int | None = None) -> Iterator[list[Mapping[str, Any]]]:
+    """Streaming variant for row iterators (a Ray shard's ``iter_rows()``, a torch iterable):
+    buffer one window, yield its length-sorted batches in a shuffled order, repeat."""
+    _check_batching(batch_size, max_tokens)
+    rng = random.Random(f"{seed}:{epoch}:stream")
+    window = window or batch_size * DEFAULT_WINDOW_BATCHES
+    buffer: list[Mapping[str, Any]] = []
+    for row in rows:
+        buffer.append(row)
+        if len(buffer) == window:
+            yield from _flush(buffer, batch_size, max_tokens, rng)
+            buffer = []
+    if buffer:
+        yield from _flush(buffer, batch_size, max_tokens, rng)
+
+
+def _flush(buffer: list[Mapping[str, Any]], batch_size: int, max_tokens: int | None,
+           rng: random.Random) -> Iterator[list[Mapping[str, Any]]]:
+    batches = _cut_batches(list(range(len(buffer))), [example_length(r) for r in buffer],
+                           batch_size, max_tokens)
+    rng.shuffle(batches)
+    for batch in batches:
+        yield [buffer[i] for i in batch]
+
+
+def _check_batching(batch_size: int, max_tokens: int | None) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be >= 1.")
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens={max_tokens!r} must be >= 1 (or None for no budget).")
+
+
+def padding_fraction(batches: Iterable[Sequence[int]], lengths: Sequence[tuple[int, int]]) -> float:
+    """Share of padded positions (source + target) over ``batches``: how much compute is waste."""
+    padded = real = 0
+    for batch in batches:
+        source = max(lengths[i][0] for i in batch)
+        target = max(lengths[i][1] for i in batch)
+        padded += len(batch) * (source + target)
+        real += sum(lengths[i][0] + lengths[i][1] for i in batch)
+    return 1.0 - real / padded if padded else 0.0
+
+
+class LengthGroupedBatchSampler(torch.utils.data.Sampler):
+    """``DataLoader(dataset, batch_sampler=...)`` over a map-style dataset of prepared rows;
+    call ``set_epoch(epoch)`` each epoch for a new (still deterministic) order."""
+
+    def __init__(self, lengths: Sequence[tuple[int, int]], batch_size: int, *,
+                 max_tokens: int | None = None, seed: int = 0, window: int | None = None):
+        self.lengths, self.batch_size, self.max_tokens = list(lengths), batch_size, max_tokens
+        self.seed, self.window, self.epoch = seed, window, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        return length_grouped_batches(self.lengths, self.batch_size, max_tokens=self.max_tokens,
+                                      seed=self.seed, epoch=self.epoch, window=self.window)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())

@@ -1,0 +1,161 @@
+"""Driver side: prepare the data, assemble the ``TorchTrainer``, run it, summarise the result.
+
+``run_training(cfg)`` is what ``jobs/train.py`` (and Ray Tune trials) call. Ray Train V2
+semantics worth knowing:
+
+- The run lives in ``<run.storage_path>/<name>``. Starting a run with a name that already
+  has checkpoints there resumes from its latest one (the V2 controller restores its
+  checkpoint snapshot; ``ray.train.get_checkpoint()`` returns it in every worker).
+- ``FailureConfig(max_failures)`` restarts the worker group after a crash, again from
+  the latest checkpoint. A run that runs out of retries raises ``TrainingFailedError``.
+- ``CheckpointConfig`` keeps the K best checkpoints by ``valid_loss`` (plus the latest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from multi_task_kobart.config import ExperimentConfig
+
+#: Paths in the config that workers must see as absolute (Ray Train V2 changes the
+#: worker's working directory to the run folder).
+_PATH_FIELDS = (("data", "prepared_dir"), ("data", "source"), ("data", "tokenizer"),
+                ("model", "pretrained"), ("run", "storage_path"))
+
+
+@dataclass
+class TrainingResult:
+    """What a finished run hands back to the caller."""
+
+    run_name: str
+    run_path: str  # <storage_path>/<name>
+    checkpoint_path: str | None  # the latest checkpoint (the final model)
+    best_checkpoint_path: str | None  # lowest valid_loss among the kept checkpoints
+    metrics: dict[str, Any] = field(default_factory=dict)  # final metrics (rank 0's report)
+    evaluation: dict[str, float] | None = None  # held-out headline metrics
+    mlflow_run_id: str | None = None
+    registered_model: str | None = None  # e.g. models:/multi-task-kobart@candidate
+    resumed_from_step: int | None = None
+    world_size: int = 0
+    prepared_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_paths(cfg: ExperimentConfig, base: Path | None = None) -> ExperimentConfig:
+    """A copy of ``cfg`` whose local paths are absolute (hub ids and "bundled" untouched)."""
+    base = base or Path.cwd()
+    raw = cfg.to_dict()
+    for section, key in _PATH_FIELDS:
+        value = raw[section][key]
+        if not value or value == "bundled" or "://" in value:
+            continue
+        candidate = Path(value).expanduser()
+        candidate = candidate if candidate.is_absolute() else base / candidate
+        # A relative value that does not exist may be a hub id (owner/name): keep it.
+        if key in ("prepared_dir", "storage_path") or candidate.exists():
+            raw[section][key] = str(candidate.resolve())
+    if cfg.tracking.enabled:
+        from multi_task_kobart import tracking
+
+        raw["tracking"]["tracking_uri"] = tracking.resolve_tracking_uri(cfg.tracking.tracking_uri)
+    return ExperimentConfig.from_dict(raw)
+
+
+def prepare_data(cfg: ExperimentConfig) -> Any:
+    """Prepare (or reuse) the Parquet shards for ``cfg.data``; returns the PreparedDataset."""
+    from multi_task_kobart.data.prepare import prepare_from_config
+
+    return prepare_from_config(cfg.data, seed=cfg.seed)
+
+
+def build_datasets(cfg: ExperimentConfig, prepared_path: str | Path) -> dict[str, Any]:
+    """``{"train_<task>": ds, "valid_<task>": ds}`` Ray Datasets (token ids only) for the
+    configured tasks; a task without validation rows simply has no ``valid_`` entry."""
+    from multi_task_kobart.data.loading import available_tasks, load_task_datasets
+
+    missing = [task for task in cfg.tasks if task not in available_tasks(prepared_path, "train")]
+    if missing:
+        raise ValueError(f"prepared dataset {str(prepared_path)!r} has no train rows for {missing}; "
+                         f"it has {available_tasks(prepared_path, 'train')}.")
+    datasets: dict[str, Any] = {}
+    for split in ("train", "valid"):
+        tasks = [task for task in cfg.tasks if task in available_tasks(prepared_path, split)]
+        per_task = load_task_datasets(prepared_path, split, tasks, columns=["input_ids", "labels"])
+        datasets.update({f"{split}_{task}": dataset for task, dataset in per_task.items()})
+    return datasets
+
+
+def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path | None = None) -> Any:
+    """The ``TorchTrainer`` for ``cfg`` (prepares the data when ``prepared_path`` is None)."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from multi_task_kobart.training import dist
+    from multi_task_kobart.training.loop import train_func_per_worker
+
+    cfg = resolve_paths(cfg)
+    if prepared_path is None:
+        prepared_path = prepare_data(cfg).path
+    s, t = cfg.scaling, cfg.training
+    resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
+    run_config = ray.train.RunConfig(
+        name=cfg.run_name, storage_path=cfg.run.storage_path,
+        failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+        checkpoint_config=ray.train.CheckpointConfig(
+            num_to_keep=t.keep_checkpoints, checkpoint_score_attribute="valid_loss",
+            checkpoint_score_order="min"),
+        worker_runtime_env={"env_vars": _worker_env(cfg)})
+    return TorchTrainer(
+        train_func_per_worker,
+        train_loop_config={"experiment": cfg.to_dict(), "prepared_path": str(prepared_path)},
+        scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
+                                               resources_per_worker=resources),
+        torch_config=TorchConfig(backend=dist.choose_backend(s.use_gpu)),
+        run_config=run_config,
+        datasets=build_datasets(cfg, prepared_path))
+
+
+def _worker_env(cfg: ExperimentConfig) -> dict[str, str]:
+    """Thread counts matching the CPUs each worker reserved (oversubscription is slow),
+    and the offline switches of the driver."""
+    threads = str(cfg.scaling.cpus_per_worker)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "MLFLOW_TRACKING_URI"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def run_training(cfg: ExperimentConfig) -> TrainingResult:
+    """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    cfg = resolve_paths(cfg)
+    prepared = prepare_data(cfg)
+    result = build_trainer(cfg, prepared.path).fit()
+    return _summarise(cfg, result, str(prepared.path))
+
+
+def _summarise(cfg: ExperimentConfig, result: Any, prepared_path: str) -> TrainingResult:
+    outcome = result.return_value or {}
+    best = None
+    if result.best_checkpoints:
+        best = min(result.best_checkpoints,
+                   key=lambda pair: pair[1].get("valid_loss", float("inf")))[0]
+    return TrainingResult(
+        run_name=cfg.run_name, run_path=str(result.path),
+        checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+        best_checkpoint_path=best.path if best is not None else None,
+        metrics=dict(outcome.get("metrics") or result.metrics or {}),
+        evaluation=outcome.get("evaluation"), mlflow_run_id=outcome.get("mlflow_run_id"),
+        registered_model=outcome.get("registered_model"),
+        resumed_from_step=outcome.get("resumed_from_step"),
+        world_size=int(outcome.get("world_size") or 0), prepared_path=prepared_path)

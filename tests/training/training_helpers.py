@@ -1,0 +1,66 @@
+"""Helpers for the training tests: a tiny model and synthetic token rows (no Ray, no files)."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import torch
+
+from multi_task_kobart.config import ExperimentConfig
+from multi_task_kobart.data.batching import collate
+from multi_task_kobart.data.sampling import TaskSampler
+from multi_task_kobart.model import MultiTaskKoBART, MultiTaskKoBARTConfig
+from multi_task_kobart.tasks import TASKS
+from multi_task_kobart.training.engine import TrainingEngine
+from multi_task_kobart.training.streams import TaskRows
+from multi_task_kobart.training.worker_setup import build_planner
+
+VOCAB = 64
+
+
+def synthetic_rows(task: str, n: int, seed: int = 0) -> TaskRows:
+    """Rows whose target is a task-specific shift of the source tokens (learnable, tiny)."""
+    rng = random.Random(f"{seed}:{task}")
+    shift = TASKS.index(task) + 1
+    inputs, labels = [], []
+    for _ in range(n):
+        tokens = [rng.randint(7, VOCAB - 1) for _ in range(rng.randint(3, 10))]
+        inputs.append([0, *tokens, 1])
+        labels.append([7 + (t - 7 + shift) % (VOCAB - 7) for t in tokens] + [1])
+    return TaskRows(task, inputs, labels)
+
+
+def tiny_model(seed: int = 0, **overrides) -> MultiTaskKoBART:
+    torch.manual_seed(seed)
+    return MultiTaskKoBART(MultiTaskKoBARTConfig.tiny(VOCAB, dropout=0.0, **overrides)).train()
+
+
+def make_config(**training) -> ExperimentConfig:
+    tasks = training.pop("tasks", list(TASKS))
+    defaults = {"max_steps": 20, "batch_size": 8, "warmup_steps": 2, "lr": 3e-3, "eval_batches": 2}
+    return ExperimentConfig.from_dict({"tasks": tasks, "training": {**defaults, **training}})
+
+
+def make_engine(cfg: ExperimentConfig, model: MultiTaskKoBART | None = None) -> TrainingEngine:
+    """A single-process engine over synthetic rows (what a Ray worker builds, minus Ray)."""
+    model = model or tiny_model(cfg.seed)
+    train = {task: synthetic_rows(task, 64) for task in cfg.tasks}
+    valid = {task: synthetic_rows(task, 16, seed=1) for task in cfg.tasks}
+    sampler = TaskSampler({task: 64 for task in cfg.tasks}, "uniform", seed=cfg.seed)
+    return TrainingEngine(cfg, model, train_rows=train, valid_rows=valid,
+                          planner=build_planner(cfg), collate=functools.partial(collate, pad_id=3),
+                          sampler=sampler, device=torch.device("cpu"))
+
+
+def batch_of(task: str, n: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
+    rows = synthetic_rows(task, n, seed)
+    return collate(rows.rows(range(n)), pad_id=3)
+
+
+def snapshot(params) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def unchanged(before: list[torch.Tensor], params) -> bool:
+    return all(torch.equal(a, b.detach()) for a, b in zip(before, params))
