@@ -11,6 +11,7 @@ import copy
 import pytest
 import torch
 import torch.distributed as dist
+from safetensors import safe_open
 from torch.nn.parallel import DistributedDataParallel
 from transformers import BartConfig, BartForConditionalGeneration, BartModel, PreTrainedTokenizerFast
 
@@ -50,7 +51,8 @@ def tied_pointers(model: MultiTaskKoBART) -> set[int]:
 # ------------------------------------------------------------------------------ the user's API
 def test_spec_snippet_runs_with_kobart_base_dims(kobart_tokenizer_json) -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(kobart_tokenizer_json), bos_token="<s>",
-                                        eos_token="</s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+                                        eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                        mask_token="<mask>")
     model = MultiTaskKoBART()
     assert (model.config.vocab_size, model.config.d_model) == (30000, 768)
     inputs = tokenizer("이거 좀 도와주세요.", return_tensors="pt")
@@ -104,7 +106,7 @@ def test_unknown_task_lists_valid_names() -> None:
 def test_one_embedding_matrix_shared_by_everything() -> None:
     model = tiny()
     assert len(tied_pointers(model)) == 1
-    assert not model._views["style_transfer"] in list(model.modules())
+    assert model._views["style_transfer"] not in list(model.modules())
     assert not any(key.startswith("_views") for key in model.state_dict())
     view = model.task_view("qa_generation")
     assert view.model.decoder is model.decoders["qa_generation"] and view.model.encoder is model.encoder
@@ -116,8 +118,11 @@ def test_one_embedding_matrix_shared_by_everything() -> None:
 def test_tie_survives_save_load_and_optimizer_step(tmp_path) -> None:
     model = tiny()
     model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as weights:  # the matrix is stored once
+        assert sum(weights.get_slice(k).get_shape() == [VOCAB, 64] for k in weights.keys()) == 1
     loaded = MultiTaskKoBART.from_pretrained(tmp_path)
-    assert {k: v.tolist() for k, v in loaded.state_dict().items()} == {k: v.tolist() for k, v in model.state_dict().items()}
+    saved, reloaded = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == reloaded.keys() and all(torch.equal(saved[k], reloaded[k]) for k in saved)
     assert len(tied_pointers(loaded)) == 1
     loaded.train()
     optimizer = torch.optim.AdamW(loaded.parameters(), lr=1e-2)
@@ -233,7 +238,8 @@ def test_from_bart_copies_weights_exactly(tmp_path, bart_class) -> None:
     if bart_class is BartForConditionalGeneration:  # fresh adapters are a no-op: same logits as BART
         with torch.no_grad():
             ours = model(input_ids=SOURCE, attention_mask=MASK, task="qa_generation", labels=LABELS).logits
-            torch.testing.assert_close(ours, bart(input_ids=SOURCE, attention_mask=MASK, labels=LABELS).logits)
+            theirs = bart(input_ids=SOURCE, attention_mask=MASK, labels=LABELS).logits
+        torch.testing.assert_close(ours, theirs)
 
 
 # ------------------------------------------------------------------------------ training behaviour
@@ -251,7 +257,8 @@ def test_freeze_encoder_trains_decoders_only() -> None:
     for key in before:
         if key.startswith(("shared.", "encoder.")):
             assert torch.equal(before[key], after[key]), key
-    moved = [key for key in before if key.startswith("decoders.style_transfer.") and not torch.equal(before[key], after[key])]
+    moved = [key for key in before
+             if key.startswith("decoders.style_transfer.") and not torch.equal(before[key], after[key])]
     assert len(moved) > 10
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoders.qa_generation."))
     model.unfreeze_encoder()
@@ -314,7 +321,8 @@ def test_router_learns_and_auto_generation_keeps_order(adapter_rank: int) -> Non
     make_decoder_stop_early(model, "dialogue_summarization")  # so routed rows differ in length
     # Each task's inputs use their own token range: trivially separable for a mean-pooled probe.
     generator = torch.Generator().manual_seed(0)
-    batches = {task: torch.randint(10 + 25 * i, 30 + 25 * i, (8, 6), generator=generator) for i, task in enumerate(TASKS)}
+    batches = {task: torch.randint(10 + 25 * i, 30 + 25 * i, (8, 6), generator=generator)
+               for i, task in enumerate(TASKS)}
     first = model(input_ids=batches[TASKS[0]], task=TASKS[0], decoder_input_ids=batches[TASKS[0]][:, :2])
     assert first.router_logits.requires_grad and first.router_logits.shape == (8, len(TASKS))
     with torch.no_grad():  # the router reads detached states, so training it needs them only once

@@ -8,7 +8,6 @@ The job logs to a throw-away SQLite MLflow store, which the test then reads back
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -18,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -59,19 +59,27 @@ def _cluster_env(token: str) -> dict[str, str]:
     return env
 
 
-def _wait_for_dashboard(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+def _wait_for_dashboard(url: str, token: str, proc: subprocess.Popen, log: Path,
+                        timeout_s: float = 180.0) -> None:
+    """Poll the job API with our token until it answers (401 would mean a token mix-up)."""
+    request = urllib.request.Request(f"{url}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"`ray start --head` exited early with code {proc.returncode}")
+            raise RuntimeError(f"`ray start --head` exited early with code {proc.returncode}:\n"
+                               f"{log.read_text(errors='replace')[-3000:]}")
         try:
-            # /api/version needs no token; 200 means the dashboard (and its job API) is up.
-            with urllib.request.urlopen(f"{url}/api/version", timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as error:
+            if error.code in (401, 403):
+                raise RuntimeError(f"Ray dashboard at {url} rejected our token ({error.code})") from error
+            time.sleep(1.0)
         except OSError:
             time.sleep(1.0)
-    raise TimeoutError(f"Ray dashboard at {url} did not come up within {timeout_s:.0f}s")
+    raise TimeoutError(f"Ray dashboard at {url} did not come up within {timeout_s:.0f}s:\n"
+                       f"{log.read_text(errors='replace')[-3000:]}")
 
 
 def _stop(proc: subprocess.Popen, temp_dir: str) -> None:
@@ -108,8 +116,10 @@ def ray_head():
     temp_dir = tempfile.mkdtemp(prefix="mtkray", dir="/tmp")  # short: Ray's socket paths are long
     (gcs, dashboard, client, agent_http, agent_grpc, env_agent, metrics, node_mgr,
      obj_mgr) = _free_ports(9)
-    env = _cluster_env(secrets.token_hex(24))
-    log = open(Path(temp_dir) / "ray-start.log", "wb")
+    token = secrets.token_hex(24)
+    env = _cluster_env(token)
+    log_path = Path(temp_dir) / "ray-start.log"
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [str(RAY_BIN), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={gcs}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
@@ -121,7 +131,7 @@ def ray_head():
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=temp_dir)
     address = f"http://127.0.0.1:{dashboard}"
     try:
-        _wait_for_dashboard(address, proc)
+        _wait_for_dashboard(address, token, proc, log_path)
         yield {"address": address, "env": env, "temp_dir": temp_dir}
     finally:
         _stop(proc, temp_dir)
@@ -142,10 +152,10 @@ def test_train_job_submits_runs_and_tracks(ray_head, tmp_path) -> None:
         f"run.storage_path={tmp_path / 'runs'}", f"tracking.tracking_uri={tracking_uri}",
         "tracking.experiment_name=job-submit", "tracking.registered_model_name=job-submit-tiny",
     ]
-    runtime_env = {"excludes": [".git/", "benchmarks/results/"]}
+    # --working-dir uploads the project: Ray 2.60 honours .gitignore (.venv/, runs/, mlruns/ ...)
+    # and skips .git and .venv by default. `python` is the venv's: its bin leads the cluster's PATH.
     command = [str(RAY_BIN), "job", "submit", "--address", ray_head["address"],
-               "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env), "--",
-               "python", "jobs/train.py", "--config", "configs/tiny.yaml"]
+               "--working-dir", ".", "--", "python", "jobs/train.py", "--config", "configs/tiny.yaml"]
     for item in overrides:
         command += ["--set", item]
     result = subprocess.run(command, cwd=ROOT, env=ray_head["env"], capture_output=True,

@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 _HANGUL_FIRST, _HANGUL_LAST = 0xAC00, 0xD7A3
 # Medial (vowel) indices inside a syllable.
-_A, _AE, _EO, _E, _YEO, _O, _WA, _OE, _WAE, _U, _WO, _WI, _EU, _I = 0, 1, 4, 5, 6, 8, 9, 11, 10, 13, 14, 16, 18, 20
+_A, _AE, _EO, _E, _YEO, _O, _WA, _WAE, _OE = 0, 1, 4, 5, 6, 8, 9, 10, 11
+_U, _WO, _WI, _EU, _I = 13, 14, 16, 18, 20
 # Final (batchim) indices.
 _NO_FINAL, _DIGEUT, _RIEUL, _BIEUP, _SIOT, _SSANG_SIOT = 0, 7, 8, 17, 19, 20
 # Digits are read aloud (일, 이, 삼, ...): whether that reading ends in a batchim, and in ㄹ.
@@ -72,7 +73,9 @@ def _last_sound(word: str) -> tuple[bool, bool]:
         return final != _NO_FINAL, final == _RIEUL
     if last in _DIGIT_FINAL:
         return _DIGIT_FINAL[last], last in _DIGIT_RIEUL
-    raise ValueError(f"Cannot choose a particle for {word!r}: it ends in {last!r}, not Hangul or a digit.")
+    raise ValueError(
+        f"Cannot choose a particle for {word!r}: it ends in {last!r}, not Hangul or a digit."
+    )
 
 
 def has_batchim(word: str) -> bool:
@@ -84,7 +87,8 @@ _PARTICLES = {
     "은/는": ("은", "는"), "이/가": ("이", "가"), "을/를": ("을", "를"), "과/와": ("과", "와"),
     "이랑/랑": ("이랑", "랑"), "아/야": ("아", "야"), "이나/나": ("이나", "나"),
     "이에요/예요": ("이에요", "예요"), "이야/야": ("이야", "야"), "이라고/라고": ("이라고", "라고"),
-    "이며/며": ("이며", "며"), "이란/란": ("이란", "란"), "이고/고": ("이고", "고"), "이다/다": ("이다", "다"),
+    "이며/며": ("이며", "며"), "이란/란": ("이란", "란"), "이고/고": ("이고", "고"),
+    "이다/다": ("이다", "다"),
 }
 
 

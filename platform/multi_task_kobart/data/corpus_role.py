@@ -178,11 +178,16 @@ def _row(key: tuple[str, ...], role: str, question: str, reply: str) -> Candidat
 def _teacher() -> list[Candidate]:
     rows = []
     asks = ["{c_ran}?", "{c_i} 뭐예요?", "{c}에 대해 설명해 주세요.", "{c_i} 무엇인가요?"]
-    for (concept, definition), (a_index, ask), opener in product(_CONCEPTS, enumerate(asks), _TEACHER_OPENERS):
-        question = opener + ask.format(c=concept, c_i=josa(concept, "이/가"), c_ran=josa(concept, "이란/란"))
+    for (concept, definition), (a_index, ask), opener in product(
+        _CONCEPTS, enumerate(asks), _TEACHER_OPENERS
+    ):
+        forms = {"c": concept, "c_i": josa(concept, "이/가"), "c_ran": josa(concept, "이란/란")}
+        question = opener + ask.format(**forms)
         reply = f"{josa(concept, '은/는')} {definition}입니다."
         rows.append(_row((concept, str(a_index), opener), "선생님", question, reply))
-    for (subject, tip), (a_index, ask), opener in product(_SUBJECT_TIPS, enumerate(_SUBJECT_ASKS), _TEACHER_OPENERS):
+    for (subject, tip), (a_index, ask), opener in product(
+        _SUBJECT_TIPS, enumerate(_SUBJECT_ASKS), _TEACHER_OPENERS
+    ):
         question = opener + ask.format(s=subject, s_i=josa(subject, "이/가"))
         reply = f"{subject} 공부는 {tip}. 조금씩이라도 매일 꾸준히 하는 것이 중요합니다."
         rows.append(_row((subject, "study", str(a_index), opener), "선생님", question, reply))
@@ -203,7 +208,8 @@ def _friend() -> list[Candidate]:
         rows.append(_row(("invite", obj + verb.stem, time, opener), "친구", question,
                          f"좋아! {time} 같이 {thing}{suggest(verb)}."))
     for (feeling, reply), adverb, opener in product(_FEELINGS, _FEELING_ADVERBS, _FRIEND_OPENERS):
-        rows.append(_row(("feel", feeling, adverb, opener), "친구", f"{opener}나 {adverb}{feeling}.", reply))
+        question = f"{opener}나 {adverb}{feeling}."
+        rows.append(_row(("feel", feeling, adverb, opener), "친구", question, reply))
     return rows
 
 
@@ -233,10 +239,13 @@ def _counsellor() -> list[Candidate]:
 
 def _customer_service() -> list[Candidate]:
     rows = []
-    for prod, (issue, answer, sorry), (a_index, ask) in product(_PRODUCTS, _ISSUES, enumerate(_CUSTOMER_ASKS)):
+    for prod, (issue, answer, sorry), (a_index, ask) in product(
+        _PRODUCTS, _ISSUES, enumerate(_CUSTOMER_ASKS)
+    ):
         first = "불편을 드려 죄송합니다." if sorry else "문의해 주셔서 감사합니다."
         body = answer.format(p=prod, p_i=josa(prod, "이/가"), p_ul=josa(prod, "을/를"))
-        rows.append(_row((prod, issue, str(a_index)), "고객센터", ask.format(p=prod, i=issue), f"{first} {body}"))
+        question = ask.format(p=prod, i=issue)
+        rows.append(_row((prod, issue, str(a_index)), "고객센터", question, f"{first} {body}"))
     return rows
 
 
@@ -248,13 +257,16 @@ def _guide() -> list[Candidate]:
             "spot": ([f"{city}에서 꼭 가 봐야 할 곳은 어디예요?", f"{city}에 가면 어디를 구경해야 해요?"],
                      f"{city}에 가시면 {spot}에 꼭 들러 보세요. 많은 여행객이 찾는 대표 명소입니다."),
             "food": ([f"{city}에 가면 뭘 먹어야 해요?", f"{city}의 대표 음식은 뭐예요?"],
-                     f"{city}에서는 {josa(food, '을/를')} 꼭 드셔 보세요. 현지에서 맛보는 {josa(food, '은/는')} 특별합니다."),
+                     f"{city}에서는 {josa(food, '을/를')} 꼭 드셔 보세요. "
+                     f"현지에서 맛보는 {josa(food, '은/는')} 특별합니다."),
             "season": ([f"{city_topic} 언제 가는 게 좋아요?", f"{city} 여행은 어느 계절이 좋아요?"],
-                       f"{city_topic} {season}에 가시면 가장 좋습니다. 그때 {city}의 매력을 제대로 느끼실 수 있습니다."),
+                       f"{city_topic} {season}에 가시면 가장 좋습니다. "
+                       f"그때 {city}의 매력을 제대로 느끼실 수 있습니다."),
         }
         for intent, (questions, reply) in asks.items():
             for q_index, question in enumerate(questions):
-                rows.append(_row((city, intent, str(q_index), opener), "여행 가이드", opener + question, reply))
+                key = (city, intent, str(q_index), opener)
+                rows.append(_row(key, "여행 가이드", opener + question, reply))
     return rows
 
 

@@ -187,7 +187,8 @@ def _suggestions() -> list[Candidate]:
         for casual_time, formal_time, _ in future_times:
             for opener, formal_opener in _SUGGEST_OPENERS:
                 casual = f"{opener}{casual_time} 같이 {_phrase(act, False)}{suggest(act.verb)}."
-                polite = f"{formal_opener}{formal_time} 함께 {_phrase(act, True)}{prospective(act.verb)}까요?"
+                polite = (f"{formal_opener}{formal_time} 함께 {_phrase(act, True)}"
+                          f"{prospective(act.verb)}까요?")
                 rows.append(Candidate(("suggest", str(a_index), casual_time, opener), casual, polite))
     return rows
 

@@ -41,11 +41,11 @@ _INPUT_TYPES = {"answers": pa.list_(pa.string()), "source_line": pa.int64()}
 TOKENIZE_BATCH_SIZE = 1000
 # Below this many rows per process, a second process costs more (fork + pickling the
 # tokenizer) than it saves, since one process already uses the tokenizer's Rust threads.
-_MIN_ROWS_PER_PROCESS = 50_000
+_MIN_ROWS_PER_PROCESS = 20_000
 
 
 def auto_num_proc(n_rows: int) -> int:
-    """Processes for ``datasets.map``: one per ~50k rows, at most the CPU cores (and 8)."""
+    """Processes for ``datasets.map``: one per ~20k rows, at most the CPU cores (and 8)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, 8, n_rows // _MIN_ROWS_PER_PROCESS))
 
