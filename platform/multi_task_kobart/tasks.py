@@ -31,3 +31,12 @@ def validate_task(task: str, *, allow_auto: bool = False) -> str:
 def task_index(task: str) -> int:
     """Class index of ``task`` for the router head."""
     return TASKS.index(validate_task(task))
+
+
+#: The user's example inputs from the design document, per task (used by the demo and docs).
+EXAMPLE_INPUTS: dict[str, tuple[str, ...]] = {
+    STYLE_TRANSFER: ("이거 좀 도와주세요", "빨리 와"),
+    DIALOGUE_SUMMARIZATION: ("A: 내일 회의 몇 시에요? B: 오후 2시입니다.",),
+    ROLE_GENERATION: ("[선생님] 파이썬이란?", "[친구] 주말에 뭐해?"),
+    QA_GENERATION: ("질문: 서울의 인구는?", "질문: 인공지능의 장점은?"),
+}

@@ -23,10 +23,10 @@ def prepared(tmp_path, tokenizer, make_rows, write_jsonl):
 def test_ray_datasets_per_task_match_the_manifest(prepared, ray_session):
     datasets = load_task_datasets(prepared.path.parent, "train")  # the out dir, via LATEST
     assert list(datasets) == list(TASKS)
-    # count() reads Parquet metadata only; one full read below keeps the test fast, since
-    # every Ray Data execution costs seconds on a 2-core machine.
-    assert {task: ds.count() for task, ds in datasets.items()} == prepared.counts["train"]
+    # One task is read in full: every Ray Data execution costs seconds on a 2-core machine,
+    # and the per-task file lists are checked without Ray in the tests below.
     rows = datasets["qa_generation"].take_all()
+    assert len(rows) == prepared.counts["train"]["qa_generation"] == 9
     expected = read_task_table(prepared.path, "train", "qa_generation").to_pylist()
     assert sorted(rows, key=lambda r: r["id"]) == sorted(expected, key=lambda r: r["id"])
     batch = collate({name: [r[name] for r in rows[:4]] for name in ("input_ids", "labels")})
