@@ -117,6 +117,9 @@ class TrainingConfig:
             _check_positive(f"training.{name}", getattr(self, name))
         _check_positive("training.lr", self.lr)
         _check_positive("training.warmup_steps", self.warmup_steps, allow_zero=True)
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"training.warmup_steps={self.warmup_steps} must not exceed "
+                             f"training.max_steps={self.max_steps}.")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"training.min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1].")
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list

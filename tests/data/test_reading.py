@@ -178,3 +178,10 @@ def test_missing_inputs_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no data files"):
         discover_sources(tmp_path / "empty")
+
+
+def test_a_name_that_is_not_a_path_is_tried_on_the_hub(tmp_path, tokenizer, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # so the name cannot match a local folder by accident
+    with pytest.raises(ValueError, match="not a local file or folder, and loading it as a hub "
+                                         "dataset failed"):
+        prepare_dataset("no-such-owner/no-such-dataset", tmp_path / "out", tokenizer=tokenizer)

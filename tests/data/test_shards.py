@@ -55,7 +55,8 @@ def test_manifest_counts_match_the_shards(tmp_path, tokenizer, make_rows, write_
     assert manifest["tokenizer"]["fingerprint"] and manifest["tokenizer"]["name"]
     assert manifest["max_source_length"] == 128 and manifest["max_target_length"] == 64
     assert manifest["sources"] == [{"file": "in.jsonl", "sha256": manifest["sources"][0]["sha256"],
-                                    "format": "jsonl", "split": "train", "rows": 40}]
+                                    "format": "jsonl", "split": "train", "rows": 40,
+                                    "rejected": 0}]
     assert manifest["valid_split"] == {task: "seeded" for task in TASKS}
     info = manifest["splits"]["train"]["style_transfer"]
     assert info["files"] == ["train/style_transfer/part-00000.parquet"]
@@ -184,3 +185,28 @@ def test_bad_settings_are_rejected(tmp_path, tokenizer, make_rows, write_jsonl):
         prepare_dataset(source, tmp_path / "out", tokenizer=tokenizer, valid_fraction=1.5)
     with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
         resolve_prepared_dir(tmp_path)
+
+
+def test_parallel_tokenization_gives_identical_shards(tmp_path, tokenizer, make_rows, write_jsonl):
+    source = write_jsonl(tmp_path / "in.jsonl", make_rows(per_task=5))
+    one = prepare_dataset(source, tmp_path / "one", tokenizer=tokenizer, num_proc=1)
+    two = prepare_dataset(source, tmp_path / "two", tokenizer=tokenizer, num_proc=2)
+    assert one.path.name == two.path.name  # num_proc is not part of the content key
+    assert _all_rows(one.path) == _all_rows(two.path)
+
+
+def test_job_default_prepares_the_bundled_corpus_with_test_held_out(tmp_path, capsys):
+    from multi_task_kobart.data.corpus import generate_corpus
+    from multi_task_kobart.tokenizer import BUNDLED_TOKENIZER_DIR
+
+    if not (BUNDLED_TOKENIZER_DIR / "tokenizer.json").is_file():
+        pytest.skip("the bundled tokenizer has not been built")
+    assert _load_job().main(["--out", str(tmp_path / "prepared")]) == 0
+    manifest = json.loads((resolve_prepared_dir(tmp_path / "prepared") / "manifest.json").read_text())
+    corpus = generate_corpus(seed=0)
+    expected_test = {task: sum(r["task"] == task for r in corpus["test"]) for task in TASKS}
+    assert manifest["counts"]["test"] == expected_test
+    assert {t: manifest["counts"]["train"][t] + manifest["counts"]["valid"][t] for t in TASKS} == \
+        {task: sum(r["task"] == task for r in corpus["train"]) for task in TASKS}
+    assert manifest["leakage"]["test_vs_train"] == {} and manifest["rejects"]["rows"] == 0
+    assert "test   qa_generation" in capsys.readouterr().out

@@ -10,6 +10,7 @@ import torch
 
 from multi_task_kobart.evaluation import metrics
 from multi_task_kobart.evaluation.evaluator import BERTSCORE_NOT_CONFIGURED, TASK_METRICS, evaluate_model
+from multi_task_kobart.evaluation.examples import load_examples
 from multi_task_kobart.evaluation.job import main
 from multi_task_kobart.evaluation.report import log_report_to_mlflow, report_metrics, write_report
 
@@ -46,7 +47,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tokenizer):
-    """A tiny model trained for a few steps on ROWS, saved with its tokenizer."""
+    """A tiny model trained for 12 steps on ROWS (3 per task), saved with its tokenizer."""
     from multi_task_kobart.model import MultiTaskKoBART, MultiTaskKoBARTConfig
     from multi_task_kobart.tokenizer import encode_sources, encode_targets
 
@@ -63,7 +64,7 @@ def checkpoint(tmp_path_factory, tokenizer):
                                                     padding_value=-100)
         batches[task] = (input_ids, (input_ids != tokenizer.pad_token_id).long(), label_ids)
     model.train()
-    for _ in range(15):
+    for _ in range(3):  # a few real optimizer steps: enough to leave the random init, still fast
         for task, (input_ids, mask, labels) in batches.items():
             loss = model(input_ids=input_ids, attention_mask=mask, task=task, labels=labels).loss
             loss.backward()
@@ -80,6 +81,17 @@ def model(checkpoint):
     from multi_task_kobart.model import MultiTaskKoBART
 
     return MultiTaskKoBART.from_pretrained(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """One real local SQLite MLflow store for this module (creating one costs seconds)."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    return uri, root
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +151,18 @@ def test_perplexity_equals_exp_of_the_model_loss(report, model, tokenizer):
     assert single["tasks"]["role_generation"]["target_tokens"] == len(labels[0])
 
 
+def test_bertscore_is_reported_when_a_local_model_is_configured(model, tokenizer, tiny_bert_dir):
+    rows = _examples()["dialogue_summarization"]
+    section = evaluate_model(model, tokenizer, {"dialogue_summarization": rows}, bertscore_model=tiny_bert_dir,
+                             generation_kwargs={"max_new_tokens": 4}, progress=False)["tasks"]["dialogue_summarization"]
+    assert section["skipped"] == {}
+    predictions = [row["prediction"] for row in section["predictions"]]
+    references = [row["target"] for row in rows]
+    expected = metrics.bertscore(predictions, references, tiny_bert_dir)["bertscore_f1"]
+    assert section["metrics"]["bertscore_f1"] == pytest.approx(expected)
+    assert 0.0 < section["baselines"]["lead_sentence"]["bertscore_f1"] <= 100.0
+
+
 def test_limit_and_argument_errors(model, tokenizer):
     small = evaluate_model(model, tokenizer, _examples(), batch_size=8, limit=1,
                            generation_kwargs={"max_new_tokens": 4}, progress=False)
@@ -149,9 +173,12 @@ def test_limit_and_argument_errors(model, tokenizer):
         evaluate_model(model, tokenizer, _examples(), batch_size=0, progress=False)
     with pytest.raises(FileNotFoundError, match="config.json"):
         evaluate_model(model, tokenizer, _examples(), bertscore_model="/nowhere/bert", progress=False)
+    with pytest.raises(ValueError, match="num_return_sequences must be 1, got 2"):
+        evaluate_model(model, tokenizer, _examples(), progress=False,
+                       generation_kwargs={"num_beams": 2, "num_return_sequences": 2})
 
 
-def test_write_report_and_log_to_an_active_run(report, tmp_path):
+def test_write_report_and_log_to_an_active_run(report, tmp_path, mlflow_store):
     import mlflow
 
     paths = write_report(report, tmp_path / "out")
@@ -163,8 +190,9 @@ def test_write_report_and_log_to_an_active_run(report, tmp_path):
         assert paths[f"chart_{task}"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(paths["predictions"].read_text(encoding="utf-8").splitlines()) == sum(map(len, ROWS.values()))
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = mlflow.create_experiment("eval-active", artifact_location=(tmp_path / "artifacts").as_uri())
+    uri, root = mlflow_store
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("eval-active", artifact_location=(root / "active").as_uri())
     with pytest.raises(ValueError, match="no MLflow run"):
         log_report_to_mlflow(report, paths)
     with mlflow.start_run(experiment_id=experiment) as run:
@@ -183,13 +211,13 @@ def _write_seed_file(path):
     return path
 
 
-def test_job_on_seed_files_and_runs_uri_logs_to_mlflow(checkpoint, tmp_path, capsys):
+def test_job_on_seed_files_and_runs_uri_logs_to_mlflow(checkpoint, tmp_path, capsys, mlflow_store):
     import mlflow
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri, root = mlflow_store
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("eval-job", artifact_location=(tmp_path / "artifacts").as_uri())
+    experiment = mlflow.create_experiment("eval-job", artifact_location=(root / "job").as_uri())
     with mlflow.start_run(experiment_id=experiment) as source_run:
         mlflow.log_artifacts(str(checkpoint), "checkpoint")  # the model as an MLflow artifact
     seed = _write_seed_file(tmp_path / "seed.jsonl")
@@ -225,6 +253,26 @@ def test_job_on_a_prepared_dataset_uses_its_test_split(checkpoint, tmp_path):
     assert written["data"]["kind"] == "prepared" and written["data"]["pretokenized_ids_used"] is True
     assert list(written["tasks"]) == ["style_transfer", "qa_generation"]
     assert written["tasks"]["style_transfer"]["n_examples"] == 4
+
+
+def test_load_examples_from_real_seed_files(realdata_dir):
+    loaded = load_examples(realdata_dir)  # file names mark no split: every file is evaluated
+    assert {task: len(rows) for task, rows in loaded.by_task.items()} == {
+        "style_transfer": 200, "dialogue_summarization": 166, "role_generation": 200, "qa_generation": 200}
+    assert loaded.source["split_matched_file_names"] is False
+    assert all(row["answers"] for row in loaded.by_task["qa_generation"])
+
+
+def test_load_examples_prefers_files_named_for_the_split(tmp_path):
+    _write_seed_file(tmp_path / "train.jsonl")
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps({"task": "style_transfer", "input": "안녕", "target": "안녕하세요"}, ensure_ascii=False) + "\n"
+        + '{"task": "style_transfer", "input": ""}\n', encoding="utf-8")
+    loaded = load_examples(tmp_path, split="test")
+    assert list(loaded.by_task) == ["style_transfer"] and len(loaded.by_task["style_transfer"]) == 1
+    assert loaded.source["invalid_rows_skipped"] == 1
+    with pytest.raises(ValueError, match="no rows to evaluate"):
+        load_examples(tmp_path, split="test", tasks=["qa_generation"])
 
 
 def test_job_rejects_a_missing_model(tmp_path):

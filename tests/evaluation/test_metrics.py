@@ -126,7 +126,6 @@ def test_qa_scores_take_the_best_gold_answer():
 
 def _korquad_reference_f1(prediction: str, gold: str) -> float:
     """The official KorQuAD 1.0 procedure, written out step by step for comparison."""
-    import re
     import string
     from collections import Counter
 
@@ -184,29 +183,6 @@ def test_lead_sentence_and_copy_input_baselines():
 
 
 # ---------------------------------------------------------------- BERTScore (local model only)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert_dir(tmp_path_factory):
-    """A randomly initialised 2-layer BERT with a small WordPiece vocabulary, saved locally."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    corpus = ["내일 회의는 오후 2시입니다.", "서울의 인구는 약 1천만 명입니다.", "오늘 날씨가 좋네요"]
-    backend.train_from_iterator(corpus * 5, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]",
-                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer.save_pretrained(path)  # no model_max_length on purpose: the wrapper must cap it
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).save_pretrained(path)
-    return path
 
 
 def test_bertscore_with_a_local_model(tiny_bert_dir):

@@ -81,8 +81,7 @@ def prepare_dataset(inputs: str | Path | Sequence[str | Path], out_dir: str | Pa
                 "valid_fraction": valid_fraction, "seed": seed, "on_error": on_error,
                 "dedup": dedup, "rows_per_shard": rows_per_shard}
     sources, hub_name = _sources_or_hub(inputs)
-    source_info = ([{"file": s.name, "sha256": s.sha256(), "format": s.format, "split": s.split}
-                    for s in sources] if hub_name is None else [{"hub": hub_name}])
+    source_info = _source_info(sources, hub_name)
     key = _cache_key(source_info, tok_info["fingerprint"], settings)
     out_dir = Path(out_dir)
     final = out_dir / key
@@ -90,11 +89,7 @@ def prepare_dataset(inputs: str | Path | Sequence[str | Path], out_dir: str | Pa
         _write_latest(out_dir, key)
         return PreparedDataset(final, read_manifest(final), reused=True)
     collected = _collect(sources, hub_name)
-    if collected.errors and on_error == "fail":
-        raise DataValidationError(collected.errors)
-    if not collected.columns["task"]:
-        raise ValueError(f"no valid rows in {inputs!r}; "
-                         f"{summarize_errors(collected.errors) if collected.errors else 'the input is empty'}")
+    _check_collected(collected, inputs, on_error)
     columns, split_stats = _split_and_count(collected.columns, valid_fraction, seed, dedup)
     table = tokenize_columns(columns, tok, max_source_length, max_target_length,
                              num_proc=num_proc, progress=progress)
@@ -146,6 +141,18 @@ def _looks_like_hub_name(text: str) -> bool:
             and Path(text).suffix.lower() not in {".jsonl", ".json", ".csv", ".tsv", ".parquet", ".pq"})
 
 
+def _source_info(sources: list[SourceFile], hub_name: str | None) -> list[dict[str, Any]]:
+    """What identifies the input: each file's bytes (sha256), or a hub dataset's name.
+
+    A hub dataset is identified by its name only; prepare into a new ``out_dir`` to pick
+    up a new revision of it.
+    """
+    if hub_name is not None:
+        return [{"hub": hub_name}]
+    return [{"file": s.name, "sha256": s.sha256(), "format": s.format, "split": s.split}
+            for s in sources]
+
+
 def _cache_key(source_info: list[dict[str, Any]], fingerprint: str, settings: dict[str, Any]) -> str:
     payload = json.dumps({"format_version": FORMAT_VERSION, "sources": source_info,
                           "tokenizer": fingerprint, "settings": settings}, sort_keys=True)
@@ -161,6 +168,14 @@ def _collect(sources: list[SourceFile], hub_name: str | None) -> _Collected:
     for source in sources:
         _add_rows(collected, read_source(source), source.split)
     return collected
+
+
+def _check_collected(collected: _Collected, inputs: Any, on_error: str) -> None:
+    if collected.errors and on_error == "fail":
+        raise DataValidationError(collected.errors)
+    if not collected.columns["task"]:
+        reason = summarize_errors(collected.errors) if collected.errors else "the input is empty"
+        raise ValueError(f"no valid rows in {inputs!r}; {reason}")
 
 
 def _add_rows(collected: _Collected, rows: Any, split: str) -> None:
@@ -186,7 +201,7 @@ def _add_rows(collected: _Collected, rows: Any, split: str) -> None:
 def _reject_record(row: RawRow, problems: list[RowError]) -> dict[str, Any]:
     return {"file": row.file, row.unit: row.line,
             "errors": [{"field": p.field, "reason": p.reason} for p in problems],
-            "raw": _printable(row.raw)}
+            "raw": _printable(row.raw_text())}
 
 
 def _printable(text: str) -> str:
@@ -221,7 +236,8 @@ def _write_atomically(out_dir: Path, key: str, table: Any, manifest: dict[str, A
     temporary.mkdir(parents=True)
     shard_stats = write_shards(table, temporary, manifest["settings"]["rows_per_shard"])
     for info in source_info:
-        info.update(collected.per_file.get(info.get("file", ""), {}))
+        counter = collected.per_file.get(info.get("file", ""), Counter())
+        info.update(rows=counter["rows"], rejected=counter["rejected"])
     manifest.update(_manifest_body(shard_stats, collected, source_info, split_stats))
     if collected.rejects:
         with open(temporary / REJECTS_NAME, "w", encoding="utf-8") as handle:
@@ -304,11 +320,18 @@ def write_bundled_corpus(cache_dir: str | Path, seed: int = 0) -> Path:
 
     It is regenerated on every call (a few seconds at most) rather than trusted from disk:
     the shards are content-addressed, so identical files reuse the prepared dataset anyway.
+    Files are written aside and renamed into place, so a concurrent reader (parallel Tune
+    trials preparing the same data) never sees a half-written file.
     """
+    import tempfile
+
     from multi_task_kobart.data.corpus import write_corpus
 
     folder = Path(cache_dir) / f"bundled-seed{seed}"
-    write_corpus(folder, seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".corpus-") as scratch:
+        for path in write_corpus(scratch, seed=seed).values():
+            os.replace(path, folder / Path(path).name)
     return folder
 
 

@@ -58,9 +58,14 @@ class RawRow:
     record: Any
     file: str
     line: int
-    raw: str
+    raw: str | None  # source text for the rejects file; None: rebuild it from ``record``
     unit: str = "line"
     errors: list[RowError] = field(default_factory=list)
+
+    def raw_text(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        return json.dumps(self.record, ensure_ascii=False, default=repr)[:_RAW_LIMIT]
 
 
 def discover_sources(inputs: str | Path | Sequence[str | Path]) -> list[SourceFile]:
@@ -108,10 +113,10 @@ def split_for_name(relative: Path | str) -> str:
 
 def read_source(source: SourceFile) -> Iterator[RawRow]:
     """Rows of one file, each with its exact location."""
-    data = source.path.read_bytes()
     if source.format == "parquet":
         yield from _read_parquet(source)
         return
+    data = source.path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark is not part of the data
         data = data[3:]
     readers = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv}
@@ -213,26 +218,24 @@ def _csv_row(header: list[str], cells: list[str], source: SourceFile, line: int)
     if len(cells) > len(header):
         row.errors.append(RowError(source.name, line, ROW_FIELD,
                                    f"row has {len(cells)} cells, header has {len(header)}"))
-    answers = record.get("answers")
-    if answers is not None:
-        record["answers"] = None if answers == "" else _csv_answers(answers)
-        if record["answers"] is _BAD_ANSWERS:
-            record["answers"] = None
-            row.errors.append(RowError(source.name, line, "answers",
-                                       f"wrong type: expected a JSON list of strings, got {answers!r}"))
+    if "answers" in record:
+        record["answers"], problem = _csv_answers(record["answers"])
+        if problem:
+            row.errors.append(RowError(source.name, line, "answers", problem))
     return row
 
 
-_BAD_ANSWERS = object()
-
-
-def _csv_answers(cell: str) -> Any:
-    # CSV has no lists, so several gold answers travel as a JSON list in one cell.
+def _csv_answers(cell: str) -> tuple[list | None, str | None]:
+    """CSV has no lists, so several gold answers travel as a JSON list in one cell."""
+    if cell == "":
+        return None, None
     try:
         value = json.loads(cell)
     except json.JSONDecodeError:
-        return _BAD_ANSWERS
-    return value if isinstance(value, list) else _BAD_ANSWERS
+        value = None
+    if isinstance(value, list):
+        return value, None
+    return None, f"wrong type: expected a JSON list of strings, got {cell!r}"
 
 
 def _read_parquet(source: SourceFile) -> Iterator[RawRow]:
@@ -251,8 +254,7 @@ def _read_parquet(source: SourceFile) -> Iterator[RawRow]:
     index = 0
     for batch in parquet.iter_batches(batch_size=65536, columns=columns):
         for record in batch.to_pylist():
-            yield RawRow(record, source.name, index, json.dumps(record, ensure_ascii=False,
-                                                                default=repr)[:_RAW_LIMIT], "row")
+            yield RawRow(record, source.name, index, None, "row")
             index += 1
 
 
@@ -268,10 +270,8 @@ def read_hub_dataset(name: str) -> dict[str, list[RawRow]]:
     result: dict[str, list[RawRow]] = {}
     for split_name, dataset in dataset_dict.items():
         label = f"{name}:{split_name}"
-        result[split_for_name(split_name)] = [
-            RawRow(record, label, index, json.dumps(record, ensure_ascii=False,
-                                                    default=repr)[:_RAW_LIMIT], "row")
-            for index, record in enumerate(dataset)]
+        result.setdefault(split_for_name(split_name), []).extend(
+            RawRow(record, label, index, None, "row") for index, record in enumerate(dataset))
     return result
 
 

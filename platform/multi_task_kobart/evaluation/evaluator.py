@@ -8,7 +8,6 @@ the baselines with the same metrics. The result is a plain JSON-ready dict (see 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -95,10 +94,14 @@ def _encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], max_source_l
     return sources, labels
 
 
-def _pad(sequences: Sequence[Sequence[int]], value: int, device: torch.device) -> torch.Tensor:
+def _pad(sequences: Sequence[Sequence[int]], value: int,
+         device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (batch, longest) and the attention mask of the real positions."""
     width = max(len(seq) for seq in sequences)
     padded = [list(seq) + [value] * (width - len(seq)) for seq in sequences]
-    return torch.tensor(padded, dtype=torch.long, device=device)
+    mask = [[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences]
+    return (torch.tensor(padded, dtype=torch.long, device=device),
+            torch.tensor(mask, dtype=torch.long, device=device))
 
 
 def _batches(n: int, batch_size: int) -> list[range]:
@@ -116,9 +119,9 @@ def generate_texts(model: Any, tokenizer: Any, task: str, source_ids: Sequence[S
     outputs: list[str] = [""] * len(source_ids)
     for batch in _batches(len(order), batch_size):
         indices = [order[i] for i in batch]
-        input_ids = _pad([source_ids[i] for i in indices], pad_id, device)
-        generated = model.generate(input_ids=input_ids, attention_mask=(input_ids != pad_id).long(),
-                                   task=task, **generation_kwargs)
+        input_ids, attention_mask = _pad([source_ids[i] for i in indices], pad_id, device)
+        generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, task=task,
+                                   **generation_kwargs)
         texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
         for index, text in zip(indices, texts):
             outputs[index] = text.strip()
@@ -134,10 +137,9 @@ def target_nll(model: Any, task: str, source_ids: Sequence[Sequence[int]],
     device = _model_device(model)
     total_nll, n_tokens = 0.0, 0
     for batch in _batches(len(source_ids), batch_size):
-        input_ids = _pad([source_ids[i] for i in batch], pad_id, device)
-        labels = _pad([label_ids[i] for i in batch], LABEL_PAD, device)
-        outputs = model(input_ids=input_ids, attention_mask=(input_ids != pad_id).long(),
-                        task=task, labels=labels)
+        input_ids, attention_mask = _pad([source_ids[i] for i in batch], pad_id, device)
+        labels, _ = _pad([label_ids[i] for i in batch], LABEL_PAD, device)
+        outputs = model(input_ids=input_ids, attention_mask=attention_mask, task=task, labels=labels)
         logits = outputs.logits.float()
         total_nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                            ignore_index=LABEL_PAD, reduction="sum"))
@@ -187,11 +189,15 @@ def evaluate_task(model: Any, tokenizer: Any, task: str, rows: Sequence[Mapping[
 
 
 def _check_inputs(examples_by_task: Mapping[str, Sequence[Mapping[str, Any]]], batch_size: int,
-                  limit: int | None, bertscore_model: str | Path | None) -> None:
+                  limit: int | None, bertscore_model: str | Path | None,
+                  generation_kwargs: Mapping[str, Any] | None) -> None:
     for task in examples_by_task:
         validate_task(task)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if generation_kwargs and generation_kwargs.get("num_return_sequences", 1) != 1:
+        raise ValueError("evaluation scores one output per input; num_return_sequences must be 1, "
+                         f"got {generation_kwargs['num_return_sequences']}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 (or None for all rows), got {limit}")
     # Fail before minutes of generation, not after, when the BERTScore model is not usable.
@@ -214,7 +220,7 @@ def evaluate_model(model: Any, tokenizer: Any, examples_by_task: Mapping[str, Se
     keeps the first N rows of each task. ``device`` moves the model there; by default it stays
     where it is. The model's train/eval mode is restored afterwards.
     """
-    _check_inputs(examples_by_task, batch_size, limit, bertscore_model)
+    _check_inputs(examples_by_task, batch_size, limit, bertscore_model, generation_kwargs)
     generation = dict(generation_kwargs or {"num_beams": 1, "max_new_tokens": 64})
     if device is not None:
         model.to(device)
@@ -261,12 +267,3 @@ def _assemble(sections: dict[str, Any], generation: dict[str, Any], batch_size: 
         "tasks": sections,
     }
 
-
-def headline(report: Mapping[str, Any]) -> dict[str, float]:
-    """Flat ``{"<task>/<metric>": value}`` of the model's finite scores (for logs and MLflow)."""
-    flat = {}
-    for task, section in report.get("tasks", {}).items():
-        for name, value in section.get("metrics", {}).items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                flat[f"{task}/{name}"] = float(value)
-    return flat

@@ -27,6 +27,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -181,8 +182,13 @@ def bertscore(
     return {name: 100.0 * total / n for name, total in sums.items()}
 
 
+@lru_cache(maxsize=2)
 def _bertscorer(model_path: Path, num_layers: int | None, batch_size: int, device: str | None):
-    """Build a ``bert_score.BERTScorer`` on a local model directory (no hub access)."""
+    """A ``bert_score.BERTScorer`` on a local model directory (no hub access).
+
+    Cached: one evaluation scores the model and each baseline, and loading the encoder is the
+    slow part.
+    """
     if not (model_path / "config.json").is_file():
         raise FileNotFoundError(
             f"BERTScore model {str(model_path)!r} is not a local model directory with config.json; "

@@ -132,12 +132,27 @@ def _worker_env(cfg: ExperimentConfig) -> dict[str, str]:
     return env
 
 
-def run_training(cfg: ExperimentConfig) -> TrainingResult:
-    """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`."""
+def init_ray(cfg: ExperimentConfig) -> None:
+    """Connect to the cluster (``ray job submit`` sets RAY_ADDRESS) or start a local Ray.
+
+    A local Ray gets at least two logical CPUs beyond what the training workers reserve:
+    Ray Data reads and splits the Parquet shards with CPU tasks, and with every CPU held by
+    a training worker it would wait forever ("Cluster resources are not enough").
+    """
     import ray
 
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
         ray.init()
+        return
+    needed = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker + 2
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed))
+
+
+def run_training(cfg: ExperimentConfig) -> TrainingResult:
+    """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`."""
+    init_ray(cfg)
     cfg = resolve_paths(cfg)
     prepared = prepare_data(cfg)
     result = build_trainer(cfg, prepared.path).fit()
