@@ -102,22 +102,23 @@ def test_bad_jsonl_errors_name_exact_file_line_and_field(tmp_path, tokenizer):
     with pytest.raises(DataValidationError) as info:
         prepare_dataset(path, tmp_path / "out", tokenizer=tokenizer)
     found = {(e.location, e.field) for e in info.value.errors}
-    assert found == {("bad.jsonl:2", "<json>"), ("bad.jsonl:3", "task"), ("bad.jsonl:5", "target"),
-                     ("bad.jsonl:6", "input"), ("bad.jsonl:6", "target"), ("bad.jsonl:7", "input")}
+    assert found == {(f"{path}:2", "<json>"), (f"{path}:3", "task"), (f"{path}:5", "target"),
+                     (f"{path}:6", "input"), (f"{path}:6", "target"), (f"{path}:7", "input")}
     message = str(info.value)
     assert "6 problem(s) in 5 row(s) across 1 file(s)" in message
-    assert "bad.jsonl:3: field 'task': unknown task 'translation'" in message
-    assert "bad.jsonl:7: field 'input': invalid UTF-8: byte 0xff" in message
-    assert "bad.jsonl:6: field 'input': wrong type: expected a string, got int 42" in message
+    assert f"{path}:3: field 'task': unknown task 'translation'" in message
+    assert f"{path}:7: field 'input': invalid UTF-8: byte 0xff" in message
+    assert f"{path}:6: field 'input': wrong type: expected a string, got int 42" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*/manifest.json"))
 
 
 def test_skip_rejects_exactly_the_bad_rows(tmp_path, tokenizer):
-    prepared = prepare_dataset(_bad_file(tmp_path), tmp_path / "out", tokenizer=tokenizer,
+    path = _bad_file(tmp_path)
+    prepared = prepare_dataset(path, tmp_path / "out", tokenizer=tokenizer,
                                on_error="skip", valid_fraction=0.0)
     rejects = [json.loads(line) for line in (prepared.path / "rejects.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejects] == [2, 3, 5, 6, 7]
-    assert all(r["file"] == "bad.jsonl" for r in rejects)
+    assert all(r["file"] == str(path) for r in rejects)
     assert prepared.manifest["rejects"]["rows"] == 5
     assert prepared.manifest["rejects"]["problems"] == 6
     assert prepared.manifest["counts"] == {"train": {"style_transfer": 1, "dialogue_summarization": 1}}
@@ -134,7 +135,7 @@ def test_csv_errors_use_file_lines_even_after_multiline_cells(tmp_path):
                     'qa_generation,질문,답,"not json"\n', encoding="utf-8")  # 5: extra cell
     records, errors = _read_all(path)
     assert len(records) == 1
-    assert [(e.location, e.field) for e in errors] == [("d.csv:4", "target"), ("d.csv:5", "<row>")]
+    assert [(e.location, e.field) for e in errors] == [(f"{path}:4", "target"), (f"{path}:5", "<row>")]
 
 
 def test_json_list_errors_point_at_the_element_line(tmp_path):
@@ -142,11 +143,11 @@ def test_json_list_errors_point_at_the_element_line(tmp_path):
     path.write_text('[\n {"task": "style_transfer", "input": "a", "target": "b"},\n'
                     ' {"task": "style_transfer",\n  "input": "", "target": "b"}\n]', encoding="utf-8")
     records, errors = _read_all(path)
-    assert len(records) == 1 and [str(e.location) for e in errors] == ["d.json:3"]
+    assert len(records) == 1 and [e.location for e in errors] == [f"{path}:3"]
     path.write_text('[\n {"task": "style_transfer", "input": "a", "target": "b"},\n {"task": }\n]')
     records, errors = _read_all(path)
     assert len(records) == 1
-    assert errors[0].location == "d.json:3" and "rest of the file could not be read" in errors[0].reason
+    assert errors[0].location == f"{path}:3" and "rest of the file could not be read" in errors[0].reason
 
 
 def test_parquet_errors_use_row_index(tmp_path):
@@ -156,7 +157,7 @@ def test_parquet_errors_use_row_index(tmp_path):
         {"task": "style_transfer", "input": "a", "target": None}]), path)
     records, errors = _read_all(path)
     assert len(records) == 1
-    assert [(e.location, e.field) for e in errors] == [("d.parquet[row 1]", "target")]
+    assert [(e.location, e.field) for e in errors] == [(f"{path}[row 1]", "target")]
 
 
 def test_split_names_from_files_and_folders(tmp_path, make_rows, write_jsonl):

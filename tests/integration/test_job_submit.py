@@ -127,7 +127,9 @@ def ray_head():
          f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
          f"--runtime-env-agent-port={env_agent}", f"--metrics-export-port={metrics}",
          f"--node-manager-port={node_mgr}", f"--object-manager-port={obj_mgr}",
-         "--num-cpus=2", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+         # Logical CPUs: 2 training workers x 1 CPU, plus 2 for Ray Data's read/split tasks
+         # (with every CPU held by a worker they would wait forever; see trainer.init_ray).
+         "--num-cpus=4", "--num-gpus=0", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=temp_dir)
     address = f"http://127.0.0.1:{dashboard}"
     try:

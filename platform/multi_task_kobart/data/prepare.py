@@ -164,9 +164,9 @@ def _collect(sources: list[SourceFile], hub_name: str | None) -> _Collected:
     collected = _Collected({name: [] for name in _COLUMNS}, [], [], {})
     if hub_name is not None:
         for split, rows in read_hub_dataset(hub_name).items():
-            _add_rows(collected, rows, split)
+            _add_rows(collected, rows, split, f"{hub_name}:{split}")
     for source in sources:
-        _add_rows(collected, read_source(source), source.split)
+        _add_rows(collected, read_source(source), source.split, source.name)
     return collected
 
 
@@ -178,10 +178,12 @@ def _check_collected(collected: _Collected, inputs: Any, on_error: str) -> None:
         raise ValueError(f"no valid rows in {inputs!r}; {reason}")
 
 
-def _add_rows(collected: _Collected, rows: Any, split: str) -> None:
+def _add_rows(collected: _Collected, rows: Any, split: str, name: str) -> None:
+    """``name`` is the root-relative file name the shards and manifest record (errors use
+    the path as the user gave it)."""
     columns = collected.columns
+    counter = collected.per_file.setdefault(name, Counter())
     for row in rows:
-        counter = collected.per_file.setdefault(row.file, Counter())
         problems = check_row(row)
         if problems:
             counter["rejected"] += 1
@@ -190,11 +192,11 @@ def _add_rows(collected: _Collected, rows: Any, split: str) -> None:
             continue
         counter["rows"] += 1
         record = row.record
-        for name in ("task", "input", "target"):
-            columns[name].append(record[name])
+        for column in ("task", "input", "target"):
+            columns[column].append(record[column])
         columns["answers"].append(record.get("answers"))
         columns["split"].append(split)
-        columns["source_file"].append(row.file)
+        columns["source_file"].append(name)
         columns["source_line"].append(row.line)
 
 

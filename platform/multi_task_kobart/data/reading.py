@@ -39,9 +39,15 @@ class SourceFile:
     """One input file: where it is, how it is shown in messages, its format and split."""
 
     path: Path
-    name: str  # path relative to the input root (what errors and the manifest show)
+    name: str  # path relative to the input root: stable, kept in the manifest and shards
     format: str  # jsonl | json | csv | tsv | parquet
     split: str  # train | valid | test
+
+    @property
+    def display(self) -> str:
+        """The path as the user gave it (joined with the root): what errors show, so the
+        user can open exactly that file."""
+        return str(self.path)
 
     def sha256(self) -> str:
         digest = hashlib.sha256()
@@ -130,15 +136,15 @@ def _read_jsonl(data: bytes, source: SourceFile) -> Iterator[RawRow]:
         if not raw_line.strip():
             continue  # blank lines are layout, not rows
         text = raw_line.rstrip(b"\r").decode("utf-8", "surrogateescape")
-        row = RawRow(None, source.name, number, text[:_RAW_LIMIT])
+        row = RawRow(None, source.display, number, text[:_RAW_LIMIT])
         try:
             row.record = json.loads(text)
         except json.JSONDecodeError as exc:
-            row.errors.append(RowError(source.name, number, JSON_FIELD,
+            row.errors.append(RowError(source.display, number, JSON_FIELD,
                                        f"malformed JSON: {exc.msg} (column {exc.colno})"))
             bad_byte = _first_bad_byte(raw_line)
             if bad_byte is not None:
-                row.errors.append(RowError(source.name, number, BYTES_FIELD,
+                row.errors.append(RowError(source.display, number, BYTES_FIELD,
                                            f"invalid UTF-8: byte 0x{raw_line[bad_byte]:02x} "
                                            f"at byte {bad_byte}"))
         yield row
@@ -172,7 +178,7 @@ def _read_json(data: bytes, source: SourceFile) -> Iterator[RawRow]:
         except json.JSONDecodeError as exc:
             yield _file_error(source, text, exc.pos, f"malformed JSON: {exc.msg}")
             return
-        yield RawRow(record, source.name, line, text[index:end][:_RAW_LIMIT])
+        yield RawRow(record, source.display, line, text[index:end][:_RAW_LIMIT])
         index = _JSON_WS.match(text, end).end()
         if text[index:index + 1] == ",":
             index += 1
@@ -185,8 +191,8 @@ def _file_error(source: SourceFile, text: str, pos: int, reason: str) -> RawRow:
     # A broken JSON list cannot be resynchronised, so the rest of the file is unreadable;
     # say so, so that nothing after this point disappears without a word.
     line = text.count("\n", 0, pos) + 1
-    row = RawRow(None, source.name, line, text[pos:pos + 200])
-    row.errors.append(RowError(source.name, line, JSON_FIELD,
+    row = RawRow(None, source.display, line, text[pos:pos + 200])
+    row.errors.append(RowError(source.display, line, JSON_FIELD,
                                f"{reason} (column {pos - text.rfind(chr(10), 0, pos)}); "
                                f"the rest of the file could not be read"))
     return row
@@ -199,8 +205,8 @@ def _read_csv(data: bytes, source: SourceFile) -> Iterator[RawRow]:
     header = next(reader, None)
     missing = [name for name in ("task", "input", "target") if name not in (header or [])]
     if missing:
-        row = RawRow(None, source.name, 1, ",".join(header or []))
-        row.errors.append(RowError(source.name, 1, ROW_FIELD,
+        row = RawRow(None, source.display, 1, ",".join(header or []))
+        row.errors.append(RowError(source.display, 1, ROW_FIELD,
                                    f"missing column(s) {missing} in header {header!r}"))
         yield row
         return
@@ -214,14 +220,14 @@ def _read_csv(data: bytes, source: SourceFile) -> Iterator[RawRow]:
 
 def _csv_row(header: list[str], cells: list[str], source: SourceFile, line: int) -> RawRow:
     record: dict[str, Any] = dict(zip(header, cells))
-    row = RawRow(record, source.name, line, ",".join(cells)[:_RAW_LIMIT])
+    row = RawRow(record, source.display, line, ",".join(cells)[:_RAW_LIMIT])
     if len(cells) > len(header):
-        row.errors.append(RowError(source.name, line, ROW_FIELD,
+        row.errors.append(RowError(source.display, line, ROW_FIELD,
                                    f"row has {len(cells)} cells, header has {len(header)}"))
     if "answers" in record:
         record["answers"], problem = _csv_answers(record["answers"])
         if problem:
-            row.errors.append(RowError(source.name, line, "answers", problem))
+            row.errors.append(RowError(source.display, line, "answers", problem))
     return row
 
 
@@ -245,8 +251,8 @@ def _read_parquet(source: SourceFile) -> Iterator[RawRow]:
     names = parquet.schema_arrow.names
     missing = [name for name in ("task", "input", "target") if name not in names]
     if missing:
-        row = RawRow(None, source.name, 0, str(parquet.schema_arrow), unit="row")
-        row.errors.append(RowError(source.name, 0, ROW_FIELD,
+        row = RawRow(None, source.display, 0, str(parquet.schema_arrow), unit="row")
+        row.errors.append(RowError(source.display, 0, ROW_FIELD,
                                    f"missing column(s) {missing}; columns are {names}", "row"))
         yield row
         return
@@ -254,7 +260,7 @@ def _read_parquet(source: SourceFile) -> Iterator[RawRow]:
     index = 0
     for batch in parquet.iter_batches(batch_size=65536, columns=columns):
         for record in batch.to_pylist():
-            yield RawRow(record, source.name, index, None, "row")
+            yield RawRow(record, source.display, index, None, "row")
             index += 1
 
 

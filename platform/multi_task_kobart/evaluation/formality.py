@@ -26,7 +26,8 @@ Label = Literal["formal", "informal", "neutral"]
 
 _HANGUL_BASE = 0xAC00
 _HANGUL_LAST = 0xD7A3
-# Index of the final consonant (jongseong) ㅂ and of some medial vowels in the Unicode layout.
+# A syllable is 0xAC00 + (initial * 21 + medial) * 28 + final; final 17 is ㅂ, and the
+# medials are numbered in the order of _VOWELS.
 _JONG_BIEUP = 17
 _VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
 
@@ -36,8 +37,8 @@ _WORD_RE = re.compile(r"[\uac00-\ud7a3A-Za-z0-9]+")
 
 #: Nouns that end in 요 without being the polite particle (필요 "need", 중요 "importance").
 _YO_NOUNS = frozenset({"필요", "불필요", "중요", "주요", "수요", "소요", "강요", "동요", "민요", "요요"})
-#: Whole words whose level is fixed: polite yes/no and greetings vs. their casual forms.
-_FORMAL_WORDS = frozenset({"네", "예", "아니요", "아뇨", "감사", "죄송"})
+#: Whole words whose level is fixed: polite yes/no vs. casual yes/no, greetings and thanks.
+_FORMAL_WORDS = frozenset({"네", "예", "아니요", "아뇨"})
 _INFORMAL_WORDS = frozenset({"응", "웅", "어", "엉", "아니", "안녕", "그래", "고마워", "미안"})
 #: Casual final syllables that the vowel rule below does not cover: 먹었군, 할걸, 있거든,
 #: 먹으렴, 좋잖, 먹었니, 했지, 하냐고 (not 구: 친구, 도구 are nouns).

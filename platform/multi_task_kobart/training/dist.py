@@ -32,11 +32,15 @@ def is_rank0() -> bool:
     return get_rank() == 0
 
 
-def print0(*args: Any, **kwargs: Any) -> None:
-    """``print`` on rank 0 only (flushed, so Ray forwards it promptly)."""
+def print0(*args: Any, sep: str = " ") -> None:
+    """Print on rank 0 only, flushed so Ray forwards it promptly.
+
+    Writes to ``sys.stdout`` directly: inside Ray Train workers ``print`` is patched to
+    also feed Train's logger, which shows every line twice once stdout is wrapped.
+    """
     if is_rank0():
-        kwargs.setdefault("file", sys.stdout)
-        print(*args, flush=True, **kwargs)
+        sys.stdout.write(sep.join(map(str, args)) + "\n")
+        sys.stdout.flush()
 
 
 def choose_device(use_gpu: bool) -> torch.device:

@@ -5,6 +5,7 @@ the end-of-run evaluation and the progress line. Plain Python/torch, no Ray.
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def read_split_rows(prepared_path: str | Path, split: str, tasks: list[str]) -> 
 
 def final_evaluation(engine: Any, prepared_path: str | Path) -> dict[str, Any] | None:
     """Rank 0: generate + score the held-out split; None when the split is absent."""
-    from multi_task_kobart.evaluation.evaluator import evaluate_model, headline
+    from multi_task_kobart.evaluation import evaluate_model
 
     cfg = engine.cfg
     examples = {task: rows for task, rows in
@@ -112,9 +113,19 @@ def final_evaluation(engine: Any, prepared_path: str | Path) -> dict[str, Any] |
         limit=cfg.evaluation.max_examples_per_task, progress=False,
         max_source_length=cfg.data.max_source_length, model_name=cfg.run_name)
     engine.model.train()
-    flat = {f"eval/{key}": value for key, value in headline(report).items()}
+    flat = model_scores(report)
     dist.print0("[eval] " + " ".join(f"{k[5:]}={v:.2f}" for k, v in flat.items()))
     return {"report": report, "headline": flat}
+
+
+def model_scores(report: dict[str, Any]) -> dict[str, float]:
+    """``{"eval/<task>/<metric>": score}`` of the model (baselines left out), finite only."""
+    flat = {}
+    for task, section in report.get("tasks", {}).items():
+        for name, value in section.get("metrics", {}).items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                flat[f"eval/{task}/{name}"] = float(value)
+    return flat
 
 
 def format_progress(step: int, max_steps: int, task: str, metrics: dict[str, float]) -> str:
