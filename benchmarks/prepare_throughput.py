@@ -9,9 +9,9 @@ Both sides start from the same JSONL file and end with tokenized rows on disk:
 * naive - the loop people write first: for each line, ``json.loads``, validate, tokenize the
   input and the target with one tokenizer call each, append one JSON line to the output.
 
-Rows come from the real Korean examples in ../shared/realdata when present (else the
-bundled corpus), repeated with a counter appended until ``--rows`` is reached, so lengths
-are realistic. The tokenizer is KoBART's from ../shared when present, else the bundled one.
+Rows come from the real Korean examples in ../shared/realdata when present (else, or with
+``--source bundled``, the bundled corpus), repeated with a counter appended until ``--rows``
+is reached, so lengths are realistic. The tokenizer is KoBART's from ../shared when present, else the bundled one.
 Writes benchmarks/results/prepare_throughput.json and prints the ratio.
 """
 
@@ -38,10 +38,11 @@ SHARED = Path(os.environ.get("MTK_SHARED_DIR", ROOT.parent / "shared"))
 RESULTS = ROOT / "benchmarks" / "results" / "prepare_throughput.json"
 
 
-def seed_rows() -> tuple[list[dict], str]:
-    """Base rows and where they came from."""
+def seed_rows(source: str) -> tuple[list[dict], str]:
+    """Base rows and where they came from: the real examples (long QA contexts and
+    dialogues: tokenizer-bound) or the bundled corpus (short sentences: overhead-bound)."""
     realdata = sorted((SHARED / "realdata").glob("*.jsonl"))
-    if realdata:
+    if source == "realdata" and realdata:
         rows = [json.loads(line) for path in realdata for line in path.open(encoding="utf-8") if line.strip()]
         return rows, "../shared/realdata"
     from multi_task_kobart.data.corpus import generate_corpus
@@ -49,8 +50,8 @@ def seed_rows() -> tuple[list[dict], str]:
     return generate_corpus(seed=0)["train"], "bundled corpus"
 
 
-def write_input(path: Path, n_rows: int) -> str:
-    base, origin = seed_rows()
+def write_input(path: Path, n_rows: int, source: str = "realdata") -> str:
+    base, origin = seed_rows(source)
     with open(path, "w", encoding="utf-8") as handle:
         for index in range(n_rows):
             row = dict(base[index % len(base)])
@@ -119,6 +120,15 @@ def measure(source: Path, work: Path, tokenizer, repeats: int, lengths: dict) ->
                                  "naive": [round(w, 3) for w, _ in naive]}}
 
 
+def save_result(workload: str, result: dict) -> None:
+    """Store ``result`` under its workload, keeping the other workload's last result."""
+    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    saved = saved if set(saved) <= {"realdata", "bundled"} else {}
+    saved[workload] = result
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="prepare_dataset vs a naive per-row loop")
     parser.add_argument("--rows", type=int, default=40_000)
@@ -126,20 +136,21 @@ def main() -> None:
     parser.add_argument("--max-source-length", type=int, default=128)
     parser.add_argument("--max-target-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
+    parser.add_argument("--source", choices=("realdata", "bundled"), default="realdata",
+                        help="rows to repeat: ../shared/realdata (falls back to bundled) or the bundled corpus")
     args = parser.parse_args()
     kobart = SHARED / "kobart-tokenizer" / "tokenizer.json"
     tokenizer = load_tokenizer(args.tokenizer or (str(kobart) if kobart.is_file() else None))
     lengths = dict(max_source_length=args.max_source_length, max_target_length=args.max_target_length)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "train.jsonl"
-        origin = write_input(source, args.rows)
+        origin = write_input(source, args.rows, args.source)
         measured = measure(source, Path(tmp), tokenizer, args.repeats, lengths)
     result = {"source": origin, **lengths, **measured,
               "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
               "num_proc": auto_num_proc(args.rows), "python": sys.version.split()[0],
               "repeats": args.repeats, "timing": "fastest of alternating repeats, wall clock"}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save_result("bundled" if origin == "bundled corpus" else "realdata", result)
     print(f"prepare throughput on {result['rows']} rows ({origin}, tokenizer {result['tokenizer']}, "
           f"{result['cpu_cores']} cores, num_proc {result['num_proc']}):")
     print(f"  ours  (batched datasets.map + Parquet shards): {result['ours']['rows_per_s']:>10,.0f} rows/s")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,9 +39,8 @@ class InjectedFailure(RuntimeError):
     """Raised by ``training.fail_at_step`` to exercise recovery from a worker crash."""
 
 
-def _materialise(dataset_name: str, task: str) -> TaskRows:
+def _materialise(shard: Any, task: str) -> TaskRows:
     """This rank's rows of one dataset shard, read once into lists of token ids."""
-    shard = ray.train.get_dataset_shard(dataset_name)
     input_ids: list[list[int]] = []
     labels: list[list[int]] = []
     if shard is not None:
@@ -48,6 +48,24 @@ def _materialise(dataset_name: str, task: str) -> TaskRows:
             input_ids.extend(batch.column("input_ids").to_pylist())
             labels.extend(batch.column("labels").to_pylist())
     return TaskRows(task, input_ids, labels)
+
+
+def _shard_or_none(name: str) -> Any:
+    try:
+        return ray.train.get_dataset_shard(name)
+    except KeyError:  # e.g. a task without validation rows
+        return None
+
+
+def _materialise_all(tasks: list[str]) -> tuple[dict[str, TaskRows], dict[str, TaskRows]]:
+    """Train and valid rows of every task. The shards are read concurrently: each one is a
+    separate Ray Data execution with seconds of start-up cost, which would add up in series."""
+    names = [(split, task) for split in ("train", "valid") for task in tasks]
+    shards = {name: _shard_or_none(f"{name[0]}_{name[1]}") for name in names}
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        rows = dict(zip(names, pool.map(lambda name: _materialise(shards[name], name[1]), names)))
+    return ({task: rows["train", task] for task in tasks},
+            {task: rows["valid", task] for task in tasks})
 
 
 def _report(engine: TrainingEngine, metrics: dict[str, Any], step: int,
@@ -188,8 +206,7 @@ def _build_engine(cfg: ExperimentConfig) -> TrainingEngine:
         torch.cuda.set_device(device)
     tokenizer = load_worker_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
-    train_rows = {task: _materialise(f"train_{task}", task) for task in cfg.tasks}
-    valid_rows = {task: _materialise(f"valid_{task}", task) for task in cfg.tasks}
+    train_rows, valid_rows = _materialise_all(cfg.tasks)
     return TrainingEngine(cfg, model, train_rows=train_rows, valid_rows=valid_rows,
                           planner=build_planner(cfg), collate=build_collate(tokenizer),
                           sampler=build_sampler(cfg, train_rows, device), device=device,
