@@ -95,12 +95,14 @@ def ours_cold(source: Path, out_root: Path, **kwargs):
     return prepare_dataset(source, out_root / f"run-{len(list(out_root.iterdir()))}", **kwargs)
 
 
-def measure(source: Path, work: Path, tokenizer, repeats: int, lengths: dict) -> dict:
+def measure(source: Path, work: Path, tokenizer, repeats: int, lengths: dict,
+            num_proc: int | None = None) -> dict:
     """Alternate the two sides and keep each side's fastest run: on a shared machine both
     then see the same background load, and the minimum is the least disturbed run."""
     ours, naive = [], []  # (wall, cpu) per run
     for _ in range(repeats):
-        prepared, *seconds = timed(ours_cold, source, work / "ours", tokenizer=tokenizer, **lengths)
+        prepared, *seconds = timed(ours_cold, source, work / "ours", tokenizer=tokenizer,
+                                   num_proc=num_proc, **lengths)
         ours.append(seconds)
         naive_rows, *seconds = timed(naive_prepare, source, work / "naive.jsonl", tokenizer,
                                      lengths["max_source_length"], lengths["max_target_length"])
@@ -136,6 +138,7 @@ def main() -> None:
     parser.add_argument("--max-source-length", type=int, default=128)
     parser.add_argument("--max-target-length", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
+    parser.add_argument("--num-proc", type=int, help="tokenizer processes (default: prepare_dataset's choice)")
     parser.add_argument("--source", choices=("realdata", "bundled"), default="realdata",
                         help="rows to repeat: ../shared/realdata (falls back to bundled) or the bundled corpus")
     args = parser.parse_args()
@@ -145,11 +148,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "train.jsonl"
         origin = write_input(source, args.rows, args.source)
-        measured = measure(source, Path(tmp), tokenizer, args.repeats, lengths)
+        measured = measure(source, Path(tmp), tokenizer, args.repeats, lengths, args.num_proc)
     result = {"source": origin, **lengths, **measured,
               "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-              "num_proc": auto_num_proc(args.rows), "python": sys.version.split()[0],
-              "repeats": args.repeats, "timing": "fastest of alternating repeats, wall clock"}
+              "num_proc": args.num_proc or auto_num_proc(args.rows), "python": sys.version.split()[0],
+              "repeats": args.repeats, "timing": "fastest of alternating repeats, wall clock",
+              # Other jobs on the machine slow both sides and the parallel one most: keep the
+              # load next to the numbers.
+              "load_average_1m_after": round(os.getloadavg()[0], 2)}
     save_result("bundled" if origin == "bundled corpus" else "realdata", result)
     print(f"prepare throughput on {result['rows']} rows ({origin}, tokenizer {result['tokenizer']}, "
           f"{result['cpu_cores']} cores, num_proc {result['num_proc']}):")

@@ -198,10 +198,13 @@ def _task_plans(examples: list[dict], batch_size: int, seed: int, planner: Any) 
     return plans
 
 
-def _account(result: Measurement, cfg: Any, batch: dict[str, torch.Tensor], elapsed: float) -> None:
+def _account(result: Measurement, cfg: Any, batch: dict[str, torch.Tensor],
+             elapsed: float | None = None) -> None:
+    """Add one timed step's tokens and FLOPs (and its time, when the caller measured it)."""
     sources, targets, padded = _lengths(batch)
-    result.seconds += elapsed
-    result.per_step_seconds.append(round(elapsed, 4))
+    if elapsed is not None:
+        result.seconds += elapsed
+        result.per_step_seconds.append(round(elapsed, 4))
     result.real_tokens += sum(sources) + sum(targets)
     result.padded_tokens += padded
     result.flops += batch_flops(cfg, sources, targets)
@@ -240,7 +243,7 @@ def run_baseline(cfg: Any, examples: list[dict], tokenizer: Any, batch_size: int
     result = Measurement(name, steps, stamps[-1] - stamps[warmup - 1], 0, 0, 0.0, final_loss=loss)
     result.per_step_seconds = [round(b - a, 4) for a, b in zip(stamps[warmup - 1:], stamps[warmup:])]
     for batch in batches[warmup:warmup + steps]:  # batch i feeds step i (the loader may run ahead)
-        _account(result, cfg, batch, 0.0)
+        _account(result, cfg, batch)
     return result
 
 

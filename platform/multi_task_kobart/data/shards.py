@@ -40,14 +40,19 @@ _INPUT_TYPES = {"answers": pa.list_(pa.string()), "source_line": pa.int64()}
 #: enough to keep a worker's memory flat.
 TOKENIZE_BATCH_SIZE = 1000
 # Below this many rows per process, a second process costs more (fork + pickling the
-# tokenizer) than it saves, since one process already uses the tokenizer's Rust threads.
+# tokenizer) than it saves.
 _MIN_ROWS_PER_PROCESS = 20_000
 
 
 def auto_num_proc(n_rows: int) -> int:
-    """Processes for ``datasets.map``: one per ~20k rows, at most the CPU cores (and 8)."""
+    """Processes for ``datasets.map``: one per ~20k rows, at most half the cores (and 8).
+
+    Half, because one process already spreads each batch over several cores with the
+    tokenizer's Rust threads (datasets turns those off inside worker processes); on a
+    2-core machine this means a single process, which measured faster there than two.
+    """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, 8, n_rows // _MIN_ROWS_PER_PROCESS))
+    return max(1, min(cores // 2, 8, n_rows // _MIN_ROWS_PER_PROCESS))
 
 
 def tokenize_columns(columns: dict[str, list[Any]], tokenizer: Any, max_source_length: int,

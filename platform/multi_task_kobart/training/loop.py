@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -206,7 +207,11 @@ def _build_engine(cfg: ExperimentConfig) -> TrainingEngine:
         torch.cuda.set_device(device)
     tokenizer = load_worker_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
+    started = time.perf_counter()
     train_rows, valid_rows = _materialise_all(cfg.tasks)
+    dist.print0(f"[data] {sum(map(len, train_rows.values()))} train / "
+                f"{sum(map(len, valid_rows.values()))} valid rows on rank 0, read in "
+                f"{time.perf_counter() - started:.1f}s")
     return TrainingEngine(cfg, model, train_rows=train_rows, valid_rows=valid_rows,
                           planner=build_planner(cfg), collate=build_collate(tokenizer),
                           sampler=build_sampler(cfg, train_rows, device), device=device,
