@@ -69,13 +69,16 @@ class DataConfig:
     valid_fraction: float = 0.05  # share of train rows held out for validation loss
     sampling: str = "proportional"  # task-sampling strategy for the simultaneous mix
     temperature: float = 2.0  # for sampling="temperature": p_task ~ n_task ** (1 / T)
-    max_examples_per_task: int | None = None  # cap rows per task (None = all)
+    in_memory_max_rows: int = 2_000_000  # up to this many train+valid rows: in-memory Ray
+    # Datasets, replicated to every worker and split by rank there (fast start-up); above
+    # it, Ray Data streams the Parquet shards and splits them across workers.
 
     def __post_init__(self) -> None:
         _check_choice("data.sampling", self.sampling, SAMPLINGS)
         _check_positive("data.max_source_length", self.max_source_length)
         _check_positive("data.max_target_length", self.max_target_length)
         _check_positive("data.temperature", self.temperature)
+        _check_positive("data.in_memory_max_rows", self.in_memory_max_rows, allow_zero=True)
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction={self.valid_fraction!r} must be in (0, 1).")
 

@@ -106,7 +106,7 @@ def test_bad_jsonl_errors_name_exact_file_line_and_field(tmp_path, tokenizer):
                      (f"{path}:6", "input"), (f"{path}:6", "target"), (f"{path}:7", "input")}
     message = str(info.value)
     assert "6 problem(s) in 5 row(s) across 1 file(s)" in message
-    assert f"{path}:3: field 'task': unknown task 'translation'" in message
+    assert f"{path}:3: field 'task': unknown task: 'translation'" in message
     assert f"{path}:7: field 'input': invalid UTF-8: byte 0xff" in message
     assert f"{path}:6: field 'input': wrong type: expected a string, got int 42" in message
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*/manifest.json"))

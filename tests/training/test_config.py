@@ -55,7 +55,7 @@ def test_default_run_name_is_stable_so_a_restart_resumes():
     ("training.bogus=1", "unknown config key(s) ['training.bogus']"),
     ("tasks=[translation]", "Unknown task 'translation'"),
     ("training.task_weights={poetry: 1}", "Unknown task 'poetry'"),
-    ("training.stage_one_steps=999", "training.stage_one_steps=999 must be in [0, max_steps=300]"),
+    ("training.stage_one_steps=9999", "training.stage_one_steps=9999 must be in [0, max_steps=600]"),
     ("scaling.num_workers=true", "must be an integer, not a boolean"),
 ])
 def test_bad_values_are_rejected_with_the_value_named(override, message):

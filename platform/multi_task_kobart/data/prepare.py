@@ -26,7 +26,8 @@ from multi_task_kobart.data.reading import (SPLITS, RawRow, SourceFile, check_ro
 from multi_task_kobart.data.shards import PARQUET_SCHEMA, tokenize_columns, write_shards
 from multi_task_kobart.data.splitting import (SplitStats, assign_valid_split, count_duplicates,
                                               count_leakage, shuffled_order, stable_ids)
-from multi_task_kobart.data.validation import DataValidationError, RowError, summarize_errors
+from multi_task_kobart.data.validation import (DataValidationError, RowError, reason_kind,
+                                               summarize_errors)
 
 FORMAT_VERSION = 1
 ON_ERROR_CHOICES = ("fail", "skip")
@@ -254,7 +255,7 @@ def _write_atomically(out_dir: Path, key: str, table: Any, manifest: dict[str, A
 
 def _manifest_body(shard_stats: dict[str, Any], collected: _Collected,
                    source_info: list[dict[str, Any]], split_stats: SplitStats) -> dict[str, Any]:
-    reasons = Counter(error.reason.split(":", 1)[0] for error in collected.errors)
+    reasons = Counter(reason_kind(error.reason) for error in collected.errors)
     return {
         "counts": {split: {task: info["rows"] for task, info in tasks.items()}
                    for split, tasks in shard_stats.items()},

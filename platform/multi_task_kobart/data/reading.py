@@ -164,7 +164,7 @@ def _read_json(data: bytes, source: SourceFile) -> Iterator[RawRow]:
     decoder = json.JSONDecoder()
     index = _JSON_WS.match(text, 0).end()
     if text[index:index + 1] != "[":
-        yield _file_error(source, text, index, "expected a JSON list of records ('[' ...)")
+        yield _file_error(source, text, index, "malformed JSON: expected a list of records ('[' ...)")
         return
     index, line, counted_to = index + 1, 1, 0
     while True:
@@ -207,7 +207,7 @@ def _read_csv(data: bytes, source: SourceFile) -> Iterator[RawRow]:
     if missing:
         row = RawRow(None, source.display, 1, ",".join(header or []))
         row.errors.append(RowError(source.display, 1, ROW_FIELD,
-                                   f"missing column(s) {missing} in header {header!r}"))
+                                   f"missing columns: {missing} not in header {header!r}"))
         yield row
         return
     previous_end = reader.line_num
@@ -223,7 +223,7 @@ def _csv_row(header: list[str], cells: list[str], source: SourceFile, line: int)
     row = RawRow(record, source.display, line, ",".join(cells)[:_RAW_LIMIT])
     if len(cells) > len(header):
         row.errors.append(RowError(source.display, line, ROW_FIELD,
-                                   f"row has {len(cells)} cells, header has {len(header)}"))
+                                   f"extra cells: row has {len(cells)}, header has {len(header)}"))
     if "answers" in record:
         record["answers"], problem = _csv_answers(record["answers"])
         if problem:
@@ -253,7 +253,7 @@ def _read_parquet(source: SourceFile) -> Iterator[RawRow]:
     if missing:
         row = RawRow(None, source.display, 0, str(parquet.schema_arrow), unit="row")
         row.errors.append(RowError(source.display, 0, ROW_FIELD,
-                                   f"missing column(s) {missing}; columns are {names}", "row"))
+                                   f"missing columns: {missing} not in {names}", "row"))
         yield row
         return
     columns = [name for name in ("task", "input", "target", "answers") if name in names]

@@ -64,7 +64,7 @@ def summarize_errors(errors: list[RowError], max_listed: int = MAX_LISTED_ERRORS
     """Readable summary: totals, counts per reason kind, then each problem with its location."""
     rows = {(e.file, e.line) for e in errors}
     files = {e.file for e in errors}
-    kinds = Counter(_reason_kind(e.reason) for e in errors)
+    kinds = Counter(reason_kind(e.reason) for e in errors)
     lines = [f"{len(errors)} problem(s) in {len(rows)} row(s) across {len(files)} file(s) "
              f"({', '.join(f'{kind}: {n}' for kind, n in kinds.most_common())}):"]
     lines += [f"  {error}" for error in errors[:max_listed]]
@@ -74,8 +74,8 @@ def summarize_errors(errors: list[RowError], max_listed: int = MAX_LISTED_ERRORS
     return "\n".join(lines)
 
 
-def _reason_kind(reason: str) -> str:
-    # The text before the first ':' groups reasons ("malformed JSON: Expecting ...").
+def reason_kind(reason: str) -> str:
+    # Every reason reads "<kind>: <detail>"; the kind groups them ("malformed JSON", ...).
     return reason.split(":", 1)[0]
 
 
@@ -83,7 +83,7 @@ def validate_record(record: Any, file: str, line: int, unit: str = "line") -> li
     """All problems of one parsed record (an empty list means the record is valid)."""
     if not isinstance(record, dict):
         return [RowError(file, line, ROW_FIELD,
-                         f"expected an object with task/input/target, got {type(record).__name__}",
+                         f"not an object: expected {{task, input, target}}, got {type(record).__name__}",
                          unit)]
     errors = [RowError(file, line, name, reason, unit)
               for name in REQUIRED_FIELDS
@@ -91,7 +91,7 @@ def validate_record(record: Any, file: str, line: int, unit: str = "line") -> li
     task = record.get("task")
     if isinstance(task, str) and task.strip() and task not in TASKS:
         allowed = ", ".join(TASKS)
-        errors.append(RowError(file, line, "task", f"unknown task {task!r}; valid: {allowed}", unit))
+        errors.append(RowError(file, line, "task", f"unknown task: {task!r}; valid: {allowed}", unit))
     reason = _answers_problem(record.get("answers"))
     if reason:
         errors.append(RowError(file, line, "answers", reason, unit))
@@ -129,7 +129,7 @@ def _answers_problem(value: Any) -> str | None:
         return f"wrong type: expected a list of strings, got {_short(value)}"
     for answer in value:
         if not answer.strip():
-            return f"empty string in answers: {value!r}"
+            return f"empty string: answers {value!r} hold an empty answer"
         problem = _utf8_problem(answer)
         if problem:
             return problem

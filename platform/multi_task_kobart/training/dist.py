@@ -33,14 +33,15 @@ def is_rank0() -> bool:
 
 
 def print0(*args: Any, sep: str = " ") -> None:
-    """Print on rank 0 only, flushed so Ray forwards it promptly.
+    """Print a progress line on rank 0 only, flushed.
 
-    Writes to ``sys.stdout`` directly: inside Ray Train workers ``print`` is patched to
-    also feed Train's logger, which shows every line twice once stdout is wrapped.
+    Written to ``sys.stderr`` directly (like tqdm): inside Ray Train V2 workers the
+    builtin ``print`` is patched to also feed Train's logger, which duplicates lines, and
+    plain stdout of a worker is not reliably forwarded to the driver's console.
     """
     if is_rank0():
-        sys.stdout.write(sep.join(map(str, args)) + "\n")
-        sys.stdout.flush()
+        sys.stderr.write(sep.join(map(str, args)) + "\n")
+        sys.stderr.flush()
 
 
 def choose_device(use_gpu: bool) -> torch.device:

@@ -40,14 +40,25 @@ class InjectedFailure(RuntimeError):
     """Raised by ``training.fail_at_step`` to exercise recovery from a worker crash."""
 
 
-def _materialise(shard: Any, task: str) -> TaskRows:
-    """This rank's rows of one dataset shard, read once into lists of token ids."""
+def _materialise(shard: Any, task: str, by_rank: bool) -> TaskRows:
+    """This rank's rows of one dataset, read once into lists of token ids.
+
+    ``by_rank``: the iterator yields every row (an in-memory dataset replicated to all
+    workers); rows are ordered by their stable id and rank r keeps every world_size-th
+    row from r, so the split is identical on every run and a resumed run's data position
+    points at the same rows.
+    """
+    ids: list[str] = []
     input_ids: list[list[int]] = []
     labels: list[list[int]] = []
     if shard is not None:
         for batch in shard.iter_batches(batch_size=_READ_BATCH, batch_format="pyarrow"):
+            ids.extend(batch.column("id").to_pylist())
             input_ids.extend(batch.column("input_ids").to_pylist())
             labels.extend(batch.column("labels").to_pylist())
+    if by_rank and ids:
+        order = sorted(range(len(ids)), key=ids.__getitem__)[dist.get_rank()::dist.get_world_size()]
+        input_ids, labels = [input_ids[i] for i in order], [labels[i] for i in order]
     return TaskRows(task, input_ids, labels)
 
 
@@ -58,13 +69,14 @@ def _shard_or_none(name: str) -> Any:
         return None
 
 
-def _materialise_all(tasks: list[str]) -> tuple[dict[str, TaskRows], dict[str, TaskRows]]:
-    """Train and valid rows of every task. The shards are read concurrently: each one is a
-    separate Ray Data execution with seconds of start-up cost, which would add up in series."""
+def _materialise_all(tasks: list[str], by_rank: bool) -> tuple[dict[str, TaskRows], dict[str, TaskRows]]:
+    """Train and valid rows of every task (read concurrently: each dataset is a separate
+    Ray Data execution with its own start-up latency)."""
     names = [(split, task) for split in ("train", "valid") for task in tasks]
     shards = {name: _shard_or_none(f"{name[0]}_{name[1]}") for name in names}
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        rows = dict(zip(names, pool.map(lambda name: _materialise(shards[name], name[1]), names)))
+        rows = dict(zip(names, pool.map(lambda name: _materialise(shards[name], name[1], by_rank),
+                                        names)))
     return ({task: rows["train", task] for task in tasks},
             {task: rows["valid", task] for task in tasks})
 
@@ -201,14 +213,14 @@ def _tracking_run(cfg: ExperimentConfig, run_id: str | None) -> contextlib.Abstr
                               tags={"mtk.strategy": cfg.training.strategy})
 
 
-def _build_engine(cfg: ExperimentConfig) -> TrainingEngine:
+def _build_engine(cfg: ExperimentConfig, shard_by_rank: bool) -> TrainingEngine:
     device = dist.choose_device(cfg.scaling.use_gpu)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     tokenizer = load_worker_tokenizer(cfg)
     model = build_model(cfg, tokenizer)
     started = time.perf_counter()
-    train_rows, valid_rows = _materialise_all(cfg.tasks)
+    train_rows, valid_rows = _materialise_all(cfg.tasks, shard_by_rank)
     dist.print0(f"[data] {sum(map(len, train_rows.values()))} train / "
                 f"{sum(map(len, valid_rows.values()))} valid rows on rank 0, read in "
                 f"{time.perf_counter() - started:.1f}s")
@@ -220,10 +232,11 @@ def _build_engine(cfg: ExperimentConfig) -> TrainingEngine:
 
 def train_func_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point. ``config``: ``{"experiment": ExperimentConfig.to_dict(),
-    "prepared_path": <prepared dataset folder, for the held-out evaluation>}``."""
+    "prepared_path": <prepared dataset folder, for the held-out evaluation>,
+    "shard_by_rank": <True when every worker receives whole in-memory datasets>}``."""
     cfg = ExperimentConfig.from_dict(config["experiment"])
     torch.manual_seed(cfg.seed)
-    engine = _build_engine(cfg)
+    engine = _build_engine(cfg, bool(config.get("shard_by_rank", False)))
     checkpoint = ray.train.get_checkpoint()
     resumed = checkpoint is not None
     if resumed:
@@ -241,8 +254,8 @@ def train_func_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     with _tracking_run(cfg, engine.state.mlflow_run_id) as run:
         if run is not None:
             engine.state.mlflow_run_id = run.info.run_id
-            if not resumed:
-                _log_valid(engine.state.initial_metrics, 0)
+        if not resumed:
+            _log_valid(engine.state.initial_metrics, 0)
         _run_steps(engine, start, resumed)
         outcome = _finish(engine, config.get("prepared_path"), tracked=run is not None)
     outcome.update({"mlflow_run_id": engine.state.mlflow_run_id, "world_size": dist.get_world_size(),

@@ -25,6 +25,9 @@ from multi_task_kobart.config import ExperimentConfig
 #: worker's working directory to the run folder).
 _PATH_FIELDS = (("data", "prepared_dir"), ("data", "source"), ("data", "tokenizer"),
                 ("model", "pretrained"), ("run", "storage_path"))
+#: What workers read from the shards: a stable row id (for a deterministic split by rank)
+#: and the token ids.
+_ROW_COLUMNS = ("id", "input_ids", "labels")
 
 
 @dataclass
@@ -74,21 +77,39 @@ def prepare_data(cfg: ExperimentConfig) -> Any:
     return prepare_from_config(cfg.data, seed=cfg.seed)
 
 
-def build_datasets(cfg: ExperimentConfig, prepared_path: str | Path) -> dict[str, Any]:
-    """``{"train_<task>": ds, "valid_<task>": ds}`` Ray Datasets (token ids only) for the
-    configured tasks; a task without validation rows simply has no ``valid_`` entry."""
-    from multi_task_kobart.data.loading import available_tasks, load_task_datasets
+def build_datasets(cfg: ExperimentConfig, prepared_path: str | Path) -> tuple[dict[str, Any], bool]:
+    """``{"train_<task>": ds, "valid_<task>": ds}`` Ray Datasets of token ids, and whether
+    they are in memory (then every worker gets all rows and keeps its own by rank).
+
+    Each Ray Data execution costs seconds of fixed start-up (read tasks, a split
+    coordinator per dataset), which dominates a small run. Up to ``data.in_memory_max_rows``
+    the driver reads the token-id columns itself and hands Ray in-memory Arrow blocks;
+    larger datasets are streamed from the Parquet shards and split by Ray Data.
+    """
+    import ray.data
+
+    from multi_task_kobart.data.loading import available_tasks, load_task_datasets, read_task_table
+    from multi_task_kobart.data.prepare import read_manifest
 
     missing = [task for task in cfg.tasks if task not in available_tasks(prepared_path, "train")]
     if missing:
         raise ValueError(f"prepared dataset {str(prepared_path)!r} has no train rows for {missing}; "
                          f"it has {available_tasks(prepared_path, 'train')}.")
+    # Progress bars of these second-long reads only garble the training progress lines.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    counts = read_manifest(prepared_path)["counts"]
+    total = sum(counts.get(split, {}).get(task, 0) for split in ("train", "valid") for task in cfg.tasks)
+    in_memory = total <= cfg.data.in_memory_max_rows
     datasets: dict[str, Any] = {}
     for split in ("train", "valid"):
-        tasks = [task for task in cfg.tasks if task in available_tasks(prepared_path, split)]
-        per_task = load_task_datasets(prepared_path, split, tasks, columns=["input_ids", "labels"])
+        tasks = [task for task in cfg.tasks if task in counts.get(split, {})]
+        if in_memory:
+            per_task = {task: ray.data.from_arrow(read_task_table(prepared_path, split, task, _ROW_COLUMNS))
+                        for task in tasks}
+        else:
+            per_task = load_task_datasets(prepared_path, split, tasks, columns=list(_ROW_COLUMNS))
         datasets.update({f"{split}_{task}": dataset for task, dataset in per_task.items()})
-    return datasets
+    return datasets, in_memory
 
 
 def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path | None = None) -> Any:
@@ -103,6 +124,7 @@ def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path | None = None
     if prepared_path is None:
         prepared_path = prepare_data(cfg).path
     s, t = cfg.scaling, cfg.training
+    datasets, in_memory = build_datasets(cfg, prepared_path)
     resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
     run_config = ray.train.RunConfig(
         name=cfg.run_name, storage_path=cfg.run.storage_path,
@@ -113,12 +135,15 @@ def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path | None = None
         worker_runtime_env={"env_vars": _worker_env(cfg)})
     return TorchTrainer(
         train_func_per_worker,
-        train_loop_config={"experiment": cfg.to_dict(), "prepared_path": str(prepared_path)},
+        train_loop_config={"experiment": cfg.to_dict(), "prepared_path": str(prepared_path),
+                           "shard_by_rank": in_memory},
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend=dist.choose_backend(s.use_gpu)),
         run_config=run_config,
-        datasets=build_datasets(cfg, prepared_path))
+        datasets=datasets,
+        # In-memory datasets go whole to every worker (no split coordinators to start).
+        dataset_config=ray.train.DataConfig(datasets_to_split=[] if in_memory else "all"))
 
 
 def _worker_env(cfg: ExperimentConfig) -> dict[str, str]:
