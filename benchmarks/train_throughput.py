@@ -316,6 +316,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-rows-per-task", type=int, default=256)
     parser.add_argument("--lr", type=float, default=5e-5, help="Seq2SeqTrainer's default")
     parser.add_argument("--peak-size", type=int, default=2048, help="matmul side for the peak")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, one per core); the peak "
+                             "is measured with the same count")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true", help="only our step (MFU runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -344,6 +347,8 @@ def print_table(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     tokenizer, rows, source = load_tokenizer_and_rows(args.max_rows_per_task, args.seed)
     examples = tokenize(tokenizer, rows, args.max_source_length, args.max_target_length)
