@@ -31,14 +31,16 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def evaluation_table(result: TrainingResult) -> str:
+def evaluation_table(result: TrainingResult, tracking_uri: str | None) -> str:
     """The held-out evaluation table that the training run logged to MLflow."""
     import mlflow
 
+    from multi_task_kobart import tracking
     from multi_task_kobart.evaluation.report import ARTIFACT_DIR, REPORT_MD
 
     if result.mlflow_run_id is None:
         return "(no MLflow run: tracking was disabled)"
+    tracking.configure(tracking_uri)
     local = mlflow.artifacts.download_artifacts(run_id=result.mlflow_run_id,
                                                 artifact_path=f"{ARTIFACT_DIR}/{REPORT_MD}")
     return Path(local).read_text(encoding="utf-8")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_training(cfg)
     banner(f"trained in {time.perf_counter() - started:.0f}s; checkpoint {result.checkpoint_path}")
     banner("held-out evaluation (bundled corpus, test split)")
-    print(evaluation_table(result))
+    print(evaluation_table(result, cfg.tracking.tracking_uri))
     if result.registered_model:
         print(f"registered in MLflow as {result.registered_model} (run {result.mlflow_run_id})")
     banner("the user's example inputs")

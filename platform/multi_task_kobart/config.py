@@ -103,6 +103,7 @@ class TrainingConfig:
     loss_weighting: str = "static"  # static (task_weights) | uncertainty (learned, Kendall et al.)
     task_weights: dict[str, float] = field(default_factory=dict)  # missing tasks weigh 1.0
     router_loss_weight: float = 0.1  # router cross-entropy added to every step
+    label_smoothing: float = 0.0  # label smoothing of the decoder loss (0 = plain NLL)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     log_every: int = 10
     eval_every: int = 100  # validation loss every N steps (and at the end)
@@ -123,6 +124,8 @@ class TrainingConfig:
         if self.warmup_steps > self.max_steps:
             raise ValueError(f"training.warmup_steps={self.warmup_steps} must not exceed "
                              f"training.max_steps={self.max_steps}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"training.label_smoothing={self.label_smoothing!r} must be in [0, 1).")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"training.min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1].")
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list

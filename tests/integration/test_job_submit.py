@@ -150,7 +150,7 @@ def test_train_job_submits_runs_and_tracks(ray_head, tmp_path) -> None:
         "name=job-submit-test", "training.max_steps=4", "training.warmup_steps=1",
         "training.log_every=2", "training.eval_every=4", "training.checkpoint_every=4",
         "training.batch_size=8", "scaling.num_workers=2", "evaluation.enabled=false",
-        "data.max_examples_per_task=64", f"data.prepared_dir={tmp_path / 'prepared'}",
+        "training.eval_batches=1", f"data.prepared_dir={tmp_path / 'prepared'}",
         f"run.storage_path={tmp_path / 'runs'}", f"tracking.tracking_uri={tracking_uri}",
         "tracking.experiment_name=job-submit", "tracking.registered_model_name=job-submit-tiny",
     ]

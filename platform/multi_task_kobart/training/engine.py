@@ -72,7 +72,8 @@ class TrainingEngine:
         weighting = build_loss_weighting(cfg.training.loss_weighting, cfg.tasks,
                                          cfg.training.task_weights)
         router_weight = cfg.training.router_loss_weight if cfg.model.router else 0.0
-        self.objective = TaskObjective(model, weighting, router_weight).to(device)
+        self.objective = TaskObjective(model, weighting, router_weight,
+                                       cfg.training.label_smoothing).to(device)
         self.optimizer = build_optimizer(self.objective, cfg)
         self.scheduler = cosine_with_warmup(self.optimizer, warmup_steps=cfg.training.warmup_steps,
                                             max_steps=cfg.training.max_steps,

@@ -64,9 +64,13 @@ class UncertaintyWeighting(StaticTaskWeights):
 
 
 def build_loss_weighting(kind: str, tasks: list[str], weights: dict[str, float] | None) -> StaticTaskWeights:
-    """``"static"`` -> :class:`StaticTaskWeights`, ``"uncertainty"`` -> :class:`UncertaintyWeighting`."""
+    """``"static"`` -> :class:`StaticTaskWeights`, ``"uncertainty"`` -> :class:`UncertaintyWeighting`.
+
+    Weights of tasks that this run does not train are ignored, so a profile listing all
+    four weights still works with ``tasks: [one_task]``.
+    """
     if kind == "static":
-        return StaticTaskWeights(tasks, weights)
+        return StaticTaskWeights(tasks, {t: w for t, w in (weights or {}).items() if t in tasks})
     if kind == "uncertainty":
         return UncertaintyWeighting(tasks)
     raise ValueError(f"loss weighting {kind!r} is not known; allowed: static, uncertainty.")

@@ -34,11 +34,12 @@ class TaskObjective(nn.Module):
     """``model`` + task loss weighting + router cross-entropy, as one differentiable module."""
 
     def __init__(self, model: nn.Module, weighting: StaticTaskWeights,
-                 router_loss_weight: float = 0.0) -> None:
+                 router_loss_weight: float = 0.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.weighting = weighting
         self.router_loss_weight = float(router_loss_weight)
+        self.label_smoothing = float(label_smoothing)
         self.model_tasks = list(model.config.tasks)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -46,13 +47,25 @@ class TaskObjective(nn.Module):
         outputs = self.model(input_ids=input_ids, attention_mask=attention_mask,
                              labels=labels, task=task)
         nll = outputs.loss
-        loss = self.weighting(task, nll)
+        loss = self.weighting(task, self._task_loss(outputs, labels, nll))
         router_loss = self._router_loss(outputs, task)
         if router_loss is not None:
             loss = loss + self.router_loss_weight * router_loss
         else:
             router_loss = nll.new_zeros(())
         return {"loss": loss, "nll": nll.detach(), "router_loss": router_loss.detach()}
+
+    def _task_loss(self, outputs: object, labels: torch.Tensor, nll: torch.Tensor) -> torch.Tensor:
+        """The decoder loss to optimise: the NLL, or its label-smoothed version.
+
+        Smoothing keeps the model from betting everything on one token; on targets it
+        cannot know (facts about unseen entities) that bounds the validation NLL.
+        """
+        if self.label_smoothing == 0.0:
+            return nll
+        logits = outputs.logits.float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               ignore_index=LABEL_PAD, label_smoothing=self.label_smoothing)
 
     def _router_loss(self, outputs: object, task: str) -> torch.Tensor | None:
         """Cross-entropy of the router against this batch's task (every row has that task)."""
