@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "data.source from the config ('bundled' = the bundled corpus)")
     parser.add_argument("--out", help="output root (default: data.prepared_dir)")
     parser.add_argument("--config", help="experiment YAML whose data section gives the defaults")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set data.max_source_length=256")
     parser.add_argument("--tokenizer", help="'bundled', a tokenizer dir / tokenizer.json, or a hub id")
     parser.add_argument("--max-source-length", type=int)

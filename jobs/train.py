@@ -19,7 +19,7 @@ from multi_task_kobart.training.trainer import run_training
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/tiny.yaml", help="YAML experiment config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set training.max_steps=100 (repeatable)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return parser.parse_args(argv)

@@ -23,9 +23,9 @@ from multi_task_kobart.tasks import TASKS, validate_task
 
 STRATEGIES = ("simultaneous", "sequential", "two_stage")
 LOSS_WEIGHTINGS = ("static", "uncertainty")
-SAMPLINGS = ("proportional", "uniform", "temperature", "round_robin")
+SAMPLINGS = ("proportional", "uniform", "temperature", "round_robin", "weights")
 PRECISIONS = ("auto", "fp32", "bf16")
-PRESETS = ("tiny", "base")
+PRESETS = ("tiny", "small", "base")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -43,7 +43,7 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
 class ModelConfig:
     """Which network to build and how."""
 
-    preset: str = "tiny"  # "tiny" (debug: 2+2 layers, d_model 64) or "base" (KoBART-base shape)
+    preset: str = "tiny"  # "tiny" (2+2 layers, d_model 64), "small" (2+2, d_model 128) or "base" (KoBART-base)
     pretrained: str | None = None  # KoBART/BART weights (dir or hub id) or a MultiTaskKoBART checkpoint dir
     adapter_rank: int = 0  # per-task LoRA rank on the encoder; 0 = no adapters
     dropout: float | None = None  # None keeps the preset's dropout
@@ -69,6 +69,8 @@ class DataConfig:
     valid_fraction: float = 0.05  # share of train rows held out for validation loss
     sampling: str = "proportional"  # task-sampling strategy for the simultaneous mix
     temperature: float = 2.0  # for sampling="temperature": p_task ~ n_task ** (1 / T)
+    sampling_cap: int | None = None  # proportional/temperature: count at most this many rows per task
+    sampling_weights: dict[str, float] = field(default_factory=dict)  # for sampling="weights"
     in_memory_max_rows: int = 2_000_000  # up to this many train+valid rows: in-memory Ray
     # Datasets, replicated to every worker and split by rank there (fast start-up); above
     # it, Ray Data streams the Parquet shards and splits them across workers.
@@ -78,6 +80,15 @@ class DataConfig:
         _check_positive("data.max_source_length", self.max_source_length)
         _check_positive("data.max_target_length", self.max_target_length)
         _check_positive("data.temperature", self.temperature)
+        if self.sampling_cap is not None:
+            _check_positive("data.sampling_cap", self.sampling_cap)
+        for task, weight in self.sampling_weights.items():
+            validate_task(task)
+            if weight < 0:
+                raise ValueError(f"data.sampling_weights[{task!r}]={weight!r} must be >= 0.")
+        if self.sampling == "weights" and not any(self.sampling_weights.values()):
+            raise ValueError("data.sampling='weights' needs data.sampling_weights, e.g. "
+                             "{style_transfer: 2.0, qa_generation: 1.0} (missing tasks weigh 0).")
         _check_positive("data.in_memory_max_rows", self.in_memory_max_rows, allow_zero=True)
         if not 0.0 < self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction={self.valid_fraction!r} must be in (0, 1).")
@@ -91,6 +102,7 @@ class TrainingConfig:
     max_steps: int = 300  # optimizer steps; every rank runs exactly this many
     batch_size: int = 16  # examples per micro-batch per worker (upper bound)
     max_tokens: int | None = None  # optional token budget per micro-batch (padded source+target)
+    group_by_length: bool = True  # length-sorted batches (little padding); false: plain random batches
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.01

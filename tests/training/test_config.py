@@ -14,7 +14,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def test_tiny_profile_is_the_offline_cpu_default():
     cfg = load_config(CONFIGS / "tiny.yaml")
-    assert cfg.model.preset == "tiny" and cfg.data.source == "bundled" and cfg.data.tokenizer == "bundled"
+    assert cfg.model.preset == "small" and cfg.data.source == "bundled" and cfg.data.tokenizer == "bundled"
     assert cfg.scaling.num_workers == 2 and cfg.scaling.use_gpu is False
     assert cfg.tasks == list(TASKS)
     assert cfg.training.task_weights["dialogue_summarization"] == 1.5
@@ -37,6 +37,17 @@ def test_overrides_parse_yaml_values_and_nested_keys():
     assert cfg.run_name == "x"
 
 
+def test_explicit_sampling_weights_reach_the_training_sampler():
+    import torch
+
+    from multi_task_kobart.training.worker_setup import build_sampler
+
+    cfg = load_config(CONFIGS / "tiny.yaml", ["data.sampling=weights",
+                                              "data.sampling_weights={style_transfer: 3, qa_generation: 1}"])
+    sampler = build_sampler(cfg, {task: [None] * 100 for task in TASKS}, torch.device("cpu"))
+    assert sampler.probabilities == pytest.approx({"style_transfer": 0.75, "qa_generation": 0.25})
+
+
 def test_round_trip_through_dict_and_json(tmp_path):
     cfg = load_config(CONFIGS / "tiny.yaml", ["training.strategy=two_stage"])
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
@@ -55,8 +66,12 @@ def test_default_run_name_is_stable_so_a_restart_resumes():
     ("training.bogus=1", "unknown config key(s) ['training.bogus']"),
     ("tasks=[translation]", "Unknown task 'translation'"),
     ("training.task_weights={poetry: 1}", "Unknown task 'poetry'"),
-    ("training.stage_one_steps=9999", "training.stage_one_steps=9999 must be in [0, max_steps=600]"),
+    ("training.stage_one_steps=9999", "training.stage_one_steps=9999 must be in [0, max_steps=1500]"),
     ("scaling.num_workers=true", "must be an integer, not a boolean"),
+    ("data.sampling=weights", "data.sampling='weights' needs data.sampling_weights"),
+    ("data.sampling_weights={poetry: 1}", "Unknown task 'poetry'"),
+    ("data.sampling_weights={qa_generation: -1}", "data.sampling_weights['qa_generation']=-1 must be >= 0"),
+    ("model.preset=huge", "model.preset='huge'"),
 ])
 def test_bad_values_are_rejected_with_the_value_named(override, message):
     with pytest.raises(ValueError) as error:

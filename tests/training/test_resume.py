@@ -23,7 +23,7 @@ def test_restart_with_the_same_name_resumes_from_the_latest_checkpoint(ray_sessi
     with pytest.raises(Exception, match="fail_at_step=4"):
         run_training(load_config(CONFIGS / "tiny.yaml", [*overrides, "training.fail_at_step=4"]))
     run_dir = Path(tiny_overrides[1].split("=", 1)[1]) / "resume-test"
-    assert [p.name for p in run_dir.glob("checkpoint_*")] == ["checkpoint_0000003"]
+    assert [p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()] == ["checkpoint_0000003"]
 
     result = run_training(load_config(CONFIGS / "tiny.yaml", overrides))
     assert result.resumed_from_step == 3

@@ -39,8 +39,10 @@ def build_model(cfg: ExperimentConfig, tokenizer: Any | None = None) -> torch.nn
             raise ValueError("build_model needs the tokenizer (for vocab_size) when "
                              "model.pretrained is not set.")
         vocab_size = len(tokenizer)
-        config = (MultiTaskKoBARTConfig.tiny(vocab_size, **overrides) if m.preset == "tiny"
-                  else MultiTaskKoBARTConfig(vocab_size=vocab_size, **overrides))
+        if m.preset == "base":
+            config = MultiTaskKoBARTConfig(vocab_size=vocab_size, **overrides)
+        else:  # the named class-method presets: tiny, small
+            config = getattr(MultiTaskKoBARTConfig, m.preset)(vocab_size, **overrides)
         model = MultiTaskKoBART(config)
     _check_vocab(model, tokenizer)
     missing = [task for task in cfg.tasks if task not in model.config.tasks]
@@ -59,12 +61,18 @@ def _check_vocab(model: torch.nn.Module, tokenizer: Any | None) -> None:
 
 
 def build_planner(cfg: ExperimentConfig) -> BatchPlanner:
-    """Length-aware batches (``data.batching``) with the configured size and token budget."""
+    """Length-aware batches (``data.batching``) with the configured size and token budget.
+
+    ``training.group_by_length=false`` sorts windows of a single batch, i.e. plain random batches.
+    """
     from multi_task_kobart.data.batching import length_grouped_batches
 
+    t = cfg.training
+    window = None if t.group_by_length else t.batch_size
+
     def planner(lengths: list[tuple[int, int]], seed: int, epoch: int) -> list[list[int]]:
-        return length_grouped_batches(lengths, cfg.training.batch_size,
-                                      max_tokens=cfg.training.max_tokens, seed=seed, epoch=epoch)
+        return length_grouped_batches(lengths, t.batch_size, max_tokens=t.max_tokens, seed=seed,
+                                      epoch=epoch, window=window)
 
     return planner
 
@@ -84,7 +92,8 @@ def build_sampler(cfg: ExperimentConfig, train_rows: dict[str, TaskRows],
     local = [float(len(train_rows[task])) for task in cfg.tasks]
     sizes = dist.all_reduce_sum(local, device)
     return TaskSampler({task: int(n) for task, n in zip(cfg.tasks, sizes)}, cfg.data.sampling,
-                       temperature=cfg.data.temperature, seed=cfg.seed)
+                       temperature=cfg.data.temperature, cap=cfg.data.sampling_cap,
+                       weights=cfg.data.sampling_weights or None, seed=cfg.seed)
 
 
 def read_split_rows(prepared_path: str | Path, split: str, tasks: list[str]) -> dict[str, list[dict]]:
