@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     show_examples(result.checkpoint_path)
     banner("next")
     print("make ui      # MLflow UI on the local store (runs, metrics, registered model)\n"
-          "make serve   # Ray Serve HTTP endpoints\n"
+          "make serve   # HTTP endpoint for the registered model (MLflow scoring server until the Ray Serve app lands)\n"
           "ray job submit --working-dir . -- python jobs/train.py --config configs/kobart-base.yaml"
           "   # GPU cluster (see cluster.yaml)")
     return 0

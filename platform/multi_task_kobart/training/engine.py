@@ -45,8 +45,10 @@ def build_optimizer(module: nn.Module, cfg: ExperimentConfig) -> torch.optim.Ada
         (no_decay if any(hint in name.lower() for hint in _NO_DECAY_HINTS) else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.training.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    # The fused kernel (CPU and CUDA) updates all parameters of a group in one pass; the default
+    # per-parameter loop costs ~0.3 s per step at KoBART-base size on a 2-core CPU.
     return torch.optim.AdamW(groups, lr=cfg.training.lr, betas=cfg.training.betas,
-                             foreach=module_device(module).type == "cuda")
+                             fused=module_device(module).type in ("cpu", "cuda"))
 
 
 def module_device(module: nn.Module) -> torch.device:
