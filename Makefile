@@ -42,7 +42,7 @@ bench: $(STAMP)
 # with MLflow's scoring server (POST /invocations, see README "Serving the registered model").
 serve: $(STAMP)
 	@if [ -f serve/config.yaml ]; then $(VENV)/bin/serve run serve/config.yaml; else \
-	  MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(VENV)/bin/mlflow models serve -m "$(MODEL_URI)" \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(VENV)/bin/mlflow models serve -m "$(MODEL_URI)" \
 	    --env-manager local --host 127.0.0.1 --port $(SERVE_PORT); fi
 
 ui: $(STAMP)
