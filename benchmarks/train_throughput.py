@@ -88,10 +88,8 @@ def tokenize(tokenizer: Any, rows: list[dict], max_source: int, max_target: int)
 def model_config(dims: str, vocab_size: int) -> Any:
     from multi_task_kobart.model import MultiTaskKoBARTConfig
 
-    if dims == "tiny":
-        return MultiTaskKoBARTConfig.tiny(vocab_size=vocab_size)
-    # KoBART-base: 6+6 layers, d_model 768, FFN 3072, 16 heads, vocab 30000 (the defaults).
-    return MultiTaskKoBARTConfig(vocab_size=max(30000, vocab_size))
+    # base = KoBART-base: 6+6 layers, d_model 768, FFN 3072, 16 heads, vocab 30000.
+    return MultiTaskKoBARTConfig.from_preset(dims, max(30000, vocab_size) if dims == "base" else vocab_size)
 
 
 def batch_flops(cfg: Any, source_lengths: list[int], target_lengths: list[int]) -> float:

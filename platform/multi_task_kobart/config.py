@@ -39,6 +39,14 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
         raise ValueError(f"{name}={value!r} must be {bound}.")
 
 
+def _check_task_weights(weights: dict[str, float], key: str) -> dict[str, float]:
+    """Known task names and weights >= 0; ``key`` formats a task's config key for errors."""
+    for task, weight in weights.items():
+        validate_task(task)
+        _check_positive(key.format(task=task), weight, allow_zero=True)
+    return {task: float(weight) for task, weight in weights.items()}
+
+
 @dataclass
 class ModelConfig:
     """Which network to build and how."""
@@ -82,10 +90,7 @@ class DataConfig:
         _check_positive("data.temperature", self.temperature)
         if self.sampling_cap is not None:
             _check_positive("data.sampling_cap", self.sampling_cap)
-        for task, weight in self.sampling_weights.items():
-            validate_task(task)
-            if weight < 0:
-                raise ValueError(f"data.sampling_weights[{task!r}]={weight!r} must be >= 0.")
+        self.sampling_weights = _check_task_weights(self.sampling_weights, "data.sampling_weights[{task!r}]")
         if self.sampling == "weights" and not any(self.sampling_weights.values()):
             raise ValueError("data.sampling='weights' needs data.sampling_weights, e.g. "
                              "{style_transfer: 2.0, qa_generation: 1.0} (missing tasks weigh 0).")
@@ -141,10 +146,7 @@ class TrainingConfig:
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"training.min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1].")
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list
-        for task, weight in self.task_weights.items():
-            validate_task(task)
-            _check_positive(f"training.task_weights.{task}", weight, allow_zero=True)
-        self.task_weights = {task: float(w) for task, w in self.task_weights.items()}
+        self.task_weights = _check_task_weights(self.task_weights, "training.task_weights.{task}")
         if self.stage_one_steps is not None and not 0 <= self.stage_one_steps <= self.max_steps:
             raise ValueError(f"training.stage_one_steps={self.stage_one_steps!r} must be in "
                              f"[0, max_steps={self.max_steps}].")

@@ -73,6 +73,15 @@ class MultiTaskKoBARTConfig:
             raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
 
     @classmethod
+    def from_preset(cls, preset: str, vocab_size: int, **overrides: Any) -> MultiTaskKoBARTConfig:
+        """``"tiny"``, ``"small"`` or ``"base"`` (KoBART-base dimensions, the class defaults)."""
+        if preset == "base":
+            return cls(vocab_size=vocab_size, **overrides)
+        if preset in ("tiny", "small"):
+            return getattr(cls, preset)(vocab_size, **overrides)
+        raise ValueError(f"model preset {preset!r} is not valid; allowed: tiny, small, base.")
+
+    @classmethod
     def tiny(cls, vocab_size: int, **overrides: Any) -> MultiTaskKoBARTConfig:
         """Debug preset for tests and smoke runs: 2+2 layers, d_model 64."""
         values = dict(vocab_size=vocab_size, d_model=64, encoder_layers=2, decoder_layers=2,

@@ -38,12 +38,7 @@ def build_model(cfg: ExperimentConfig, tokenizer: Any | None = None) -> torch.nn
         if tokenizer is None:
             raise ValueError("build_model needs the tokenizer (for vocab_size) when "
                              "model.pretrained is not set.")
-        vocab_size = len(tokenizer)
-        if m.preset == "base":
-            config = MultiTaskKoBARTConfig(vocab_size=vocab_size, **overrides)
-        else:  # the named class-method presets: tiny, small
-            config = getattr(MultiTaskKoBARTConfig, m.preset)(vocab_size, **overrides)
-        model = MultiTaskKoBART(config)
+        model = MultiTaskKoBART(MultiTaskKoBARTConfig.from_preset(m.preset, len(tokenizer), **overrides))
     _check_vocab(model, tokenizer)
     missing = [task for task in cfg.tasks if task not in model.config.tasks]
     if missing:
