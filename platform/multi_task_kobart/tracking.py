@@ -358,7 +358,9 @@ def resolve_model_dir(model: str | Path, *, tracking_uri: str | None = None,
             "checkpoint dir, models:/<name>@<alias>, models:/<name>/<version>, runs:/<run_id>/<path>.")
     import mlflow
 
-    uri = resolve_tracking_uri(tracking_uri)
+    # Global, not only passed along: MLflow resolves models:/ URIs with a registry client of
+    # its own that reads the process-wide URI and ignores download_artifacts' registry_uri.
+    uri = configure(tracking_uri)
     if dst_dir is not None:
         Path(dst_dir).mkdir(parents=True, exist_ok=True)
     downloaded = mlflow.artifacts.download_artifacts(

@@ -228,3 +228,54 @@ def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) ->
     outputs = pyfunc.predict(frame, params={"max_new_tokens": 4})
     assert isinstance(outputs, list) and len(outputs) == 3
     assert all(isinstance(text, str) for text in outputs)
+
+
+def test_make_serve_answers_http_requests_for_the_registered_model(checkpoint_dir, tmp_path) -> None:
+    """`make serve` as a user runs it: MLflow's scoring server on the registered model, real HTTP."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".venv" / "bin" / "mlflow").is_file():
+        pytest.skip("make serve runs the project's .venv; this interpreter is not it")
+    uri = tracking.normalize_tracking_uri(tmp_path / "store")
+    with tracking.start_run(_cfg(uri), "serve-run"):
+        tracking.log_and_register_model(checkpoint_dir, registered_model_name="mtk-serve")
+    port = _free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    # -o: treat the install stamp as up to date (the suite already runs inside the installed venv).
+    proc = subprocess.Popen(
+        ["make", "-s", "-o", ".venv/.installed", "serve", f"MLFLOW_DB={uri}",
+         "MODEL_URI=models:/mtk-serve@candidate", f"SERVE_PORT={port}"],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    body = json.dumps({"dataframe_records": [{"task": "style_transfer", "input": "빨리 와"},
+                                             {"task": "qa_generation", "input": "질문: 서울의 인구는?"}]})
+    try:
+        deadline, answer = time.monotonic() + 120, None
+        while answer is None and time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = json.loads(response.read())
+            except OSError:
+                time.sleep(1)
+        assert answer is not None, (tmp_path / "serve.log").read_text()[-3000:]
+        predictions = answer["predictions"]
+        assert len(predictions) == 2 and all(isinstance(text, str) for text in predictions)
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
+
+
+def test_models_uri_resolves_against_the_given_store_not_the_global_one(checkpoint_dir, tmp_path) -> None:
+    """A fresh process (jobs/evaluate.py) has no global MLflow URI pointing at the store yet."""
+    uri = tracking.normalize_tracking_uri(tmp_path / "store")
+    with tracking.start_run(_cfg(uri), "resolve-run"):
+        tracking.log_and_register_model(checkpoint_dir, registered_model_name="mtk-resolve")
+    mlflow.set_tracking_uri(tracking.normalize_tracking_uri(tmp_path / "elsewhere"))
+    local = tracking.resolve_model_dir("models:/mtk-resolve@candidate", tracking_uri=uri,
+                                       dst_dir=tmp_path / "download")
+    assert (local / "model.safetensors").read_bytes() == (checkpoint_dir / "model.safetensors").read_bytes()

@@ -84,3 +84,17 @@ def test_malformed_override_and_missing_file():
         apply_overrides({}, ["training.lr"])
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
         load_config("nope.yaml")
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_group_by_length_switches_between_sorted_and_random_batches(grouped):
+    from multi_task_kobart.training.worker_setup import build_planner
+
+    cfg = load_config(CONFIGS / "tiny.yaml", [f"training.group_by_length={str(grouped).lower()}",
+                                              "training.batch_size=10"])
+    lengths = [(1 + i % 50, 1) for i in range(1000)]
+    batches = build_planner(cfg)(lengths, 0, 0)
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))  # every row once
+    spread = sum(max(lengths[i][0] for i in b) - min(lengths[i][0] for i in b) for b in batches) / len(batches)
+    # Sorted windows hold rows of (nearly) one length; random batches span most of 1..50.
+    assert (spread <= 2) if grouped else (spread >= 25), spread
