@@ -1,6 +1,7 @@
 """Data-preparation throughput: ``prepare_dataset`` vs a naive per-row loop, same run, same rows.
 
     python benchmarks/prepare_throughput.py [--rows 40000] [--repeats 3] [--tokenizer PATH]
+    python benchmarks/prepare_throughput.py --quick     # 400 rows, 1 repeat: a smoke run
 
 Both sides start from the same JSONL file and end with tokenized rows on disk:
 
@@ -12,7 +13,9 @@ Both sides start from the same JSONL file and end with tokenized rows on disk:
 Rows come from the real Korean examples in ../shared/realdata when present (else, or with
 ``--source bundled``, the bundled corpus), repeated with a counter appended until ``--rows``
 is reached, so lengths are realistic. The tokenizer is KoBART's from ../shared when present, else the bundled one.
-Writes benchmarks/results/prepare_throughput.json and prints the ratio.
+The two sides alternate; each side's median wall time over the repeats counts (min and max are
+kept). Writes benchmarks/results/prepare_throughput.json (git-ignored: the numbers hold for one
+machine) with the commit, date, CPU, cores and load average of the run, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import datasets  # noqa: F401  (imported up front: a one-time cost, not preparation work)
+
+from run_info import RESULTS_DIR, finish_metadata, run_metadata
 
 from multi_task_kobart.data.prepare import prepare_dataset
 from multi_task_kobart.data.shards import auto_num_proc
@@ -35,7 +41,7 @@ from multi_task_kobart.tokenizer import encode_sources, encode_targets, load_tok
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MTK_SHARED_DIR", ROOT.parent / "shared"))
-RESULTS = ROOT / "benchmarks" / "results" / "prepare_throughput.json"
+RESULTS = RESULTS_DIR / "prepare_throughput.json"
 
 
 def seed_rows(source: str) -> tuple[list[dict], str]:
@@ -95,10 +101,14 @@ def ours_cold(source: Path, out_root: Path, **kwargs):
     return prepare_dataset(source, out_root / f"run-{len(list(out_root.iterdir()))}", **kwargs)
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def measure(source: Path, work: Path, tokenizer, repeats: int, lengths: dict,
             num_proc: int | None = None) -> dict:
-    """Alternate the two sides and keep each side's fastest run: on a shared machine both
-    then see the same background load, and the minimum is the least disturbed run."""
+    """Alternate the two sides (on a shared machine both then see the same background load)
+    and report each side's median run, with the fastest and slowest."""
     ours, naive = [], []  # (wall, cpu) per run
     for _ in range(repeats):
         prepared, *seconds = timed(ours_cold, source, work / "ours", tokenizer=tokenizer,
@@ -111,37 +121,45 @@ def measure(source: Path, work: Path, tokenizer, repeats: int, lengths: dict,
     assert again.reused, "the re-run should reuse the content-addressed shards"
     rows = sum(n for split in prepared.counts.values() for n in split.values())
     assert rows == naive_rows, (rows, naive_rows)
-    best = {"ours": min(ours), "naive": min(naive)}  # fastest wall time, with its CPU time
-    return {"rows": rows, "tokenizer": prepared.manifest["tokenizer"]["name"],
-            **{side: {"seconds": round(wall, 3), "rows_per_s": round(rows / wall, 1),
-                      "cpu_seconds": round(cpu, 3)} for side, (wall, cpu) in best.items()},
-            "ratio": round(best["naive"][0] / best["ours"][0], 2),
-            "cpu_ratio": round(best["naive"][1] / best["ours"][1], 2),
-            "cache_hit_seconds": round(cached, 3),
-            "all_wall_seconds": {"ours": [round(w, 3) for w, _ in ours],
-                                 "naive": [round(w, 3) for w, _ in naive]}}
+    sides = {}
+    for side, runs in (("ours", ours), ("naive", naive)):
+        wall = spread([w for w, _ in runs])
+        sides[side] = {"seconds": wall, "rows_per_s": rows / wall["median"],
+                       "cpu_seconds": statistics.median(c for _, c in runs),
+                       "all_wall_seconds": [w for w, _ in runs]}
+    return {"rows": rows, "tokenizer": prepared.manifest["tokenizer"]["name"], **sides,
+            "ratio": sides["ours"]["rows_per_s"] / sides["naive"]["rows_per_s"],
+            "cpu_ratio": sides["naive"]["cpu_seconds"] / sides["ours"]["cpu_seconds"],
+            "cache_hit_seconds": cached}
 
 
-def save_result(workload: str, result: dict) -> None:
+def save_result(out: Path, workload: str, result: dict) -> None:
     """Store ``result`` under its workload, keeping the other workload's last result."""
-    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    saved = json.loads(out.read_text()) if out.is_file() else {}
     saved = saved if set(saved) <= {"realdata", "bundled"} else {}
     saved[workload] = result
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(saved, indent=2) + "\n")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="prepare_dataset vs a naive per-row loop")
-    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke size: 400 rows, 1 repeat (checks the outputs, not the speed)")
+    parser.add_argument("--rows", type=int, default=None, help="rows in the input file (default 40,000)")
     parser.add_argument("--tokenizer", help="default: ../shared KoBART tokenizer, else bundled")
     parser.add_argument("--max-source-length", type=int, default=128)
     parser.add_argument("--max-target-length", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per side; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="alternating runs per side (default 3); the median counts")
     parser.add_argument("--num-proc", type=int, help="tokenizer processes (default: prepare_dataset's choice)")
     parser.add_argument("--source", choices=("realdata", "bundled"), default="realdata",
                         help="rows to repeat: ../shared/realdata (falls back to bundled) or the bundled corpus")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS, help="result file (JSON)")
+    args = parser.parse_args(argv)
+    args.rows = args.rows or (400 if args.quick else 40_000)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    meta = run_metadata()
     kobart = SHARED / "kobart-tokenizer" / "tokenizer.json"
     tokenizer = load_tokenizer(args.tokenizer or (str(kobart) if kobart.is_file() else None))
     lengths = dict(max_source_length=args.max_source_length, max_target_length=args.max_target_length)
@@ -149,22 +167,24 @@ def main() -> None:
         source = Path(tmp) / "train.jsonl"
         origin = write_input(source, args.rows, args.source)
         measured = measure(source, Path(tmp), tokenizer, args.repeats, lengths, args.num_proc)
-    result = {"source": origin, **lengths, **measured,
-              "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-              "num_proc": args.num_proc or auto_num_proc(args.rows), "python": sys.version.split()[0],
-              "repeats": args.repeats, "timing": "fastest of alternating repeats, wall clock",
-              # Other jobs on the machine slow both sides and the parallel one most: keep the
-              # load next to the numbers.
-              "load_average_1m_after": round(os.getloadavg()[0], 2)}
-    save_result("bundled" if origin == "bundled corpus" else "realdata", result)
+    # Other jobs on the machine slow both sides and the parallel one most: the load average
+    # at the start and the end is kept next to the numbers (in "meta").
+    result = {"meta": finish_metadata(meta), "source": origin, **lengths, **measured,
+              "num_proc": args.num_proc or auto_num_proc(args.rows), "repeats": args.repeats,
+              "timing": "median of alternating repeats (min, max kept), wall clock"}
+    save_result(args.out, "bundled" if origin == "bundled corpus" else "realdata", result)
     print(f"prepare throughput on {result['rows']} rows ({origin}, tokenizer {result['tokenizer']}, "
-          f"{result['cpu_cores']} cores, num_proc {result['num_proc']}):")
-    print(f"  ours  (batched datasets.map + Parquet shards): {result['ours']['rows_per_s']:>10,.0f} rows/s")
-    print(f"  naive (per-row tokenize + write):              {result['naive']['rows_per_s']:>10,.0f} rows/s")
+          f"{meta['cpu_model']}, {meta['cpu_cores']} cores, num_proc {result['num_proc']}):")
+    for side, label in (("ours", "ours  (batched datasets.map + Parquet shards)"),
+                        ("naive", "naive (per-row tokenize + write)             ")):
+        wall = result[side]["seconds"]
+        print(f"  {label}: {result[side]['rows_per_s']:>10,.0f} rows/s "
+              f"(median {wall['median']:.2f} s, min {wall['min']:.2f}, max {wall['max']:.2f})")
     print(f"  ratio: {result['ratio']:.2f}x wall clock, {result['cpu_ratio']:.2f}x CPU time "
           f"(re-run with the cache: {result['cache_hit_seconds']:.2f} s)")
-    print(f"  -> {RESULTS.relative_to(ROOT)}")
+    print(f"  -> {args.out}")
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -4,7 +4,9 @@ prepare the bundled corpus -> train the tiny config with Ray Train (2 DDP worker
 -> evaluate the held-out split -> register the model in MLflow -> print the per-task metric
 table and the model's answers to the user's example inputs.
 
-Every run gets a fresh name (a re-used name would resume the earlier run instead).
+Every run gets a fresh name (a re-used name would resume the earlier run instead). The
+examples are decoded with ``generation.DEFAULT_GENERATION``, the settings that the evaluation and
+the served model use too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ import time
 from pathlib import Path
 
 from multi_task_kobart.config import load_config
+from multi_task_kobart.generation import DEFAULT_GENERATION, GenerationSettings
 from multi_task_kobart.tasks import AUTO, EXAMPLE_INPUTS
-from multi_task_kobart.training.trainer import TrainingResult, run_training
+from multi_task_kobart.training.driver import TrainingResult, resolve_paths, run_training
+
+#: Longest example input, in tokens (the user's examples are one short sentence each).
+EXAMPLE_MAX_TOKENS = 128
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,46 +39,58 @@ def banner(text: str) -> None:
 
 def evaluation_table(result: TrainingResult, tracking_uri: str | None) -> str:
     """The held-out evaluation table that the training run logged to MLflow."""
-    import mlflow
-
     from multi_task_kobart import tracking
     from multi_task_kobart.evaluation.report import ARTIFACT_DIR, REPORT_MD
 
     if result.mlflow_run_id is None:
         return "(no MLflow run: tracking was disabled)"
-    tracking.configure(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(run_id=result.mlflow_run_id,
-                                                artifact_path=f"{ARTIFACT_DIR}/{REPORT_MD}")
-    return Path(local).read_text(encoding="utf-8")
+    local = tracking.download_run_artifact(result.mlflow_run_id, f"{ARTIFACT_DIR}/{REPORT_MD}",
+                                           tracking_uri=tracking_uri)
+    return local.read_text(encoding="utf-8")
 
 
-def show_examples(checkpoint: str) -> None:
-    """Generate for the user's example inputs, with the task given and with task="auto"."""
+def example_answers(checkpoint: str | Path,
+                    settings: GenerationSettings = DEFAULT_GENERATION) -> list[dict[str, str | None]]:
+    """The model's answers to the user's example inputs: one batch per task, as the pyfunc does.
+
+    Each answer carries the router's pick for ``task="auto"`` (None when the model has no router).
+    """
+    import torch
+
+    from multi_task_kobart.data.batching import pad_sources
     from multi_task_kobart.model import MultiTaskKoBART
     from multi_task_kobart.tokenizer import encode_sources, load_tokenizer
 
     model = MultiTaskKoBART.from_pretrained(checkpoint)
     tokenizer = load_tokenizer(checkpoint)
+    answers = []
     for task, texts in EXAMPLE_INPUTS.items():
-        ids, _ = encode_sources(tokenizer, list(texts), max_length=128)
-        for text, source in zip(texts, ids):
-            batch = {"input_ids": _tensor([source])}
-            output = model.generate(**batch, task=task, num_beams=4, max_new_tokens=40)
-            routed = model.predict_task(**batch)[0]
-            answer = tokenizer.decode(output[0], skip_special_tokens=True)
-            print(f"[{task}] {text}\n    -> {answer}\n    (router with task={AUTO!r} picks: {routed})")
+        ids, _ = encode_sources(tokenizer, list(texts), max_length=EXAMPLE_MAX_TOKENS)
+        input_ids, attention_mask = pad_sources(ids, tokenizer.pad_token_id)
+        with torch.inference_mode():
+            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, task=task,
+                                    **settings.kwargs())
+            routed = (model.predict_task(input_ids, attention_mask) if model.router is not None
+                      else [None] * len(texts))
+        for text, answer, pick in zip(texts, tokenizer.batch_decode(output, skip_special_tokens=True),
+                                      routed):
+            answers.append({"task": task, "input": text, "answer": answer.strip(), "routed": pick})
+    return answers
 
 
-def _tensor(rows: list[list[int]]):
-    import torch
-
-    return torch.tensor(rows, dtype=torch.long)
+def show_examples(checkpoint: str | Path) -> None:
+    """Print the answers to the user's example inputs, with the task given and with task="auto"."""
+    print(f"decoding: {DEFAULT_GENERATION}")
+    for row in example_answers(checkpoint):
+        print(f"[{row['task']}] {row['input']}\n    -> {row['answer']}\n"
+              f"    (router with task={AUTO!r} picks: {row['routed'] or 'no router'})")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     name = time.strftime("demo-%Y%m%d-%H%M%S")
-    cfg = load_config(args.config, [f"name={name}", *args.overrides])
+    # Resolved here as well as in run_training, so the demo reads the store the workers wrote to.
+    cfg = resolve_paths(load_config(args.config, [f"name={name}", *args.overrides]))
     banner(f"training {cfg.run_name}: {cfg.scaling.num_workers} Ray Train workers, "
            f"strategy {cfg.training.strategy}, {cfg.training.max_steps} steps")
     started = time.perf_counter()

@@ -49,22 +49,73 @@ def tied_pointers(model: MultiTaskKoBART) -> set[int]:
 
 
 # ------------------------------------------------------------------------------ the user's API
-def test_spec_snippet_runs_with_kobart_base_dims(kobart_tokenizer_json) -> None:
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(kobart_tokenizer_json), bos_token="<s>",
-                                        eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                                        mask_token="<mask>")
-    model = MultiTaskKoBART()
-    assert (model.config.vocab_size, model.config.d_model) == (30000, 768)
-    inputs = tokenizer("이거 좀 도와주세요.", return_tensors="pt")
-    output = model.generate(input_ids=inputs["input_ids"], task="style_transfer", max_length=12)
-    assert output.dtype == torch.long and output.shape[0] == 1 and 2 <= output.shape[1] <= 12
-    assert output[0, 0].item() == 1  # decoding starts from </s>, as in KoBART
-    assert isinstance(tokenizer.decode(output[0], skip_special_tokens=True), str)
+#: The user's snippet, verbatim from SPEC.md ("The Python API the user expects").
+SPEC_SNIPPET = """\
+from multi_task_kobart import MultiTaskKoBART
+from transformers import PreTrainedTokenizerFast
 
-    model.freeze_encoder()
-    params = model.get_decoder_parameters("style_transfer")
+tokenizer = PreTrainedTokenizerFast.from_pretrained('gogamza/kobart-base-v1')  # or a local path
+model = MultiTaskKoBART()            # also: MultiTaskKoBART.from_pretrained(path)
+inputs = tokenizer("이거 좀 도와주세요.", return_tensors="pt")
+output = model.generate(input_ids=inputs['input_ids'], task='style_transfer', max_length=50)
+print(tokenizer.decode(output[0], skip_special_tokens=True))
+
+model.freeze_encoder()                                   # train decoders only
+params = model.get_decoder_parameters('style_transfer')  # one task's decoder parameters
+"""
+HUB_ID = "'gogamza/kobart-base-v1'"
+
+
+def test_spec_snippet_is_the_one_in_spec_md(spec_md) -> None:
+    section = spec_md.read_text(encoding="utf-8").split("### The Python API the user expects", 1)[1]
+    assert section.split("```python\n", 1)[1].split("```", 1)[0] == SPEC_SNIPPET
+
+
+@pytest.mark.parametrize("which", ["bundled", "kobart"])
+def test_spec_snippet_runs_as_written(which, request, capsys) -> None:
+    """The snippet itself, with only the hub id replaced by a local tokenizer folder."""
+    from multi_task_kobart.tokenizer import BUNDLED_TOKENIZER_DIR
+
+    folder = (BUNDLED_TOKENIZER_DIR if which == "bundled"
+              else request.getfixturevalue("kobart_tokenizer_json").parent)
+    assert SPEC_SNIPPET.count(HUB_ID) == 1
+    namespace: dict = {}
+    exec(compile(SPEC_SNIPPET.replace(HUB_ID, repr(str(folder))), "SPEC.md", "exec"), namespace)
+
+    model, output, tokenizer = namespace["model"], namespace["output"], namespace["tokenizer"]
+    assert (model.config.vocab_size, model.config.d_model) == (30000, 768)
+    assert output.dtype == torch.long and output.shape[0] == 1 and 2 <= output.shape[1] <= 50
+    assert output[0, 0].item() == 1  # decoding starts from </s>, as in KoBART
+    printed = capsys.readouterr().out
+    assert printed == tokenizer.decode(output[0], skip_special_tokens=True) + "\n"
+    params = namespace["params"]
     assert all(p.requires_grad for p in params) and not model.shared.weight.requires_grad
     assert sum(p.numel() for p in params) == model.num_parameters()["per_task"]["style_transfer"]
+
+
+def test_token_cross_entropy_ignores_label_pad_and_upcasts() -> None:
+    from multi_task_kobart.model import token_cross_entropy
+    from multi_task_kobart.tokenizer import LABEL_PAD
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5)
+    labels = torch.tensor([[1, 4, LABEL_PAD], [0, LABEL_PAD, LABEL_PAD]])
+    keep = labels != LABEL_PAD
+    log_probs = logits.log_softmax(-1)[keep].gather(-1, labels[keep][:, None])[:, 0]
+    torch.testing.assert_close(token_cross_entropy(logits, labels, reduction="sum"), -log_probs.sum())
+    torch.testing.assert_close(token_cross_entropy(logits, labels), -log_probs.mean())
+    per_position = token_cross_entropy(logits, labels, reduction="none")
+    assert per_position.shape == (6,) and per_position[~keep.reshape(-1)].eq(0).all()
+    smoothed = token_cross_entropy(logits, labels, label_smoothing=0.1)
+    manual = 0.9 * -log_probs.mean() + 0.1 * -logits.log_softmax(-1)[keep].mean()
+    torch.testing.assert_close(smoothed, manual)
+    half = token_cross_entropy(logits.bfloat16(), labels)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, token_cross_entropy(logits.bfloat16().float(), labels))
+    with pytest.raises(ValueError, match="reduction='avg'; allowed: 'mean', 'sum', 'none'"):
+        token_cross_entropy(logits, labels, reduction="avg")
+    with pytest.raises(ValueError, match=r"logits \(2, 3, 5\) and labels \(2, 2\) do not match"):
+        token_cross_entropy(logits, labels[:, :2])
 
 
 def test_base_parameter_count_is_tied() -> None:

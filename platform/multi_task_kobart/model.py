@@ -49,11 +49,32 @@ from multi_task_kobart.model_config import (
     MultiTaskKoBARTConfig,
 )
 from multi_task_kobart.tasks import AUTO, validate_task
+from multi_task_kobart.tokenizer import LABEL_PAD
 
-__all__ = ["MultiTaskKoBART", "MultiTaskKoBARTConfig", "MultiTaskSeq2SeqLMOutput", "TaskView"]
+__all__ = ["MultiTaskKoBART", "MultiTaskKoBARTConfig", "MultiTaskSeq2SeqLMOutput", "TaskView",
+           "token_cross_entropy"]
 
 logger = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, reduction: str = "mean",
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of (..., vocab) ``logits`` against (...) ``labels``, skipping ``LABEL_PAD``.
+
+    The one definition of the token loss (model forward, training objective, evaluation NLL).
+    Logits are upcast to float32 first: a bf16/fp16 log-softmax over a 30k vocabulary loses the
+    small probabilities that perplexity is made of. ``reduction="none"`` returns one value per
+    position (0 at padded ones), flattened.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r}; allowed: {', '.join(map(repr, _REDUCTIONS))}.")
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} do not match: "
+                         "logits must be labels' shape plus a vocabulary dimension.")
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                           ignore_index=LABEL_PAD, reduction=reduction, label_smoothing=label_smoothing)
 
 
 @dataclass
@@ -182,7 +203,7 @@ class MultiTaskKoBART(nn.Module):
                 decoder_attention_mask: torch.Tensor | None = None,
                 encoder_outputs: BaseModelOutput | torch.Tensor | None = None,
                 return_router_logits: bool = True) -> MultiTaskSeq2SeqLMOutput:
-        """Teacher-forced pass through ``task``'s decoder; loss = mean CE over labels != -100."""
+        """Teacher-forced pass through ``task``'s decoder; loss = mean CE over labels != LABEL_PAD."""
         task = self._check_task(task)
         if encoder_outputs is None:
             encoder_outputs = self.encode(input_ids, attention_mask, task)
@@ -190,7 +211,7 @@ class MultiTaskKoBART(nn.Module):
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("forward needs labels or decoder_input_ids; got neither")
-            # shift_tokens_right also turns -100 into the pad id
+            # shift_tokens_right also turns LABEL_PAD into the pad id
             decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
                                                    self.config.decoder_start_token_id)
         decoded = self.decoders[task](
@@ -200,8 +221,7 @@ class MultiTaskKoBART(nn.Module):
         logits = F.linear(decoded.last_hidden_state, self.shared.weight)  # tied LM head
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                   ignore_index=-100)
+            loss = token_cross_entropy(logits, labels)
         router_logits = None
         if return_router_logits and self.router is not None:
             router_logits = self._router_logits(input_ids, attention_mask, encoder_outputs)

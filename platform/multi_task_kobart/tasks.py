@@ -28,11 +28,6 @@ def validate_task(task: str, *, allow_auto: bool = False) -> str:
     raise ValueError(f"Unknown task {task!r}. Valid tasks are: {allowed}.")
 
 
-def task_index(task: str) -> int:
-    """Class index of ``task`` for the router head."""
-    return TASKS.index(validate_task(task))
-
-
 #: The user's example inputs from the design document, per task (used by the demo and docs).
 EXAMPLE_INPUTS: dict[str, tuple[str, ...]] = {
     STYLE_TRANSFER: ("이거 좀 도와주세요", "빨리 와"),

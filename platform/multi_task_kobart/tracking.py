@@ -16,6 +16,10 @@ tracking server. Browse the default store with::
 
 Callers log from rank 0 only. Tune trials become child runs by passing ``parent_run_id`` (an id
 travels between processes; MLflow's "active run" does not).
+
+Every MLflow call in the project goes through this module and names its store explicitly: MLflow
+left to itself (no URI set, as in a fresh process) silently creates ``./mlflow.db`` in whatever
+the cwd is and then finds nothing there.
 """
 
 from __future__ import annotations
@@ -27,13 +31,20 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import yaml
+
+from multi_task_kobart.config import TrackingConfig
+from multi_task_kobart.generation import DEFAULT_GENERATION
+from multi_task_kobart.model import WEIGHTS_NAME
+from multi_task_kobart.model_config import CONFIG_NAME
+from multi_task_kobart.training.checkpoint import OPTIMIZER, SCHEDULER
 
 # MLflow's limits (mlflow.utils.validation): longer param values or keys are rejected by the store.
 MAX_PARAM_VALUE_CHARS = 6000
@@ -42,10 +53,11 @@ _TRUNCATED = "...[truncated]"
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
 
 #: Files a served model needs from a checkpoint; optimizer/scheduler state stays behind.
-_SERVING_SKIP = ("optimizer.pt", "scheduler.pt")
-_REQUIRED_CHECKPOINT_FILES = ("model.safetensors", "config.json")
-_PYFUNC_CODE = Path(__file__).resolve().parent / "serving" / "mlflow_pyfunc.py"
+_SERVING_SKIP = (OPTIMIZER, SCHEDULER)
+_REQUIRED_CHECKPOINT_FILES = (WEIGHTS_NAME, CONFIG_NAME)
 _PYFUNC_ARTIFACT_KEY = "checkpoint"
+#: MLflow accepts at most 1000 metrics per log_batch call.
+_METRICS_PER_BATCH = 500
 _MODEL_URI_SCHEMES = ("models", "runs", "mlflow-artifacts", "s3", "gs", "wasbs", "hdfs", "file",
                       "http", "https", "dbfs")
 
@@ -148,49 +160,55 @@ def _safe_dirname(name: str) -> str:
     return re.sub(r"[^\w.\-]", "_", name) or "experiment"
 
 
+def _store_uri(tracking_uri: str | None) -> str:
+    """The store to talk to: ``tracking_uri`` resolved, else the active run's, else the default.
+
+    Never MLflow's own fallback (``./mlflow.db`` in the cwd), which is what an unconfigured
+    process gets from ``MlflowClient()`` or ``mlflow.artifacts.download_artifacts(run_id=...)``.
+    """
+    import mlflow
+
+    if tracking_uri is None and mlflow.active_run() is not None:
+        return mlflow.get_tracking_uri()  # the run was started against this store
+    return configure(tracking_uri)
+
+
+def _client(tracking_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` on the resolved store (see :func:`_store_uri`), registry included."""
+    from mlflow import MlflowClient
+
+    uri = _store_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 # --------------------------------------------------------------------------- runs
 
 
-def _setting(cfg: Any, key: str, default: Any) -> Any:
-    """Read ``key`` from a TrackingConfig-like object or a mapping (None = defaults)."""
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        return cfg.get(key, default)
-    return getattr(cfg, key, default)
-
-
 @contextlib.contextmanager
-def start_run(cfg_tracking: Any, run_name: str | None, params: Mapping[str, Any] | None = None, *,
+def start_run(cfg: TrackingConfig, run_name: str | None, params: Mapping[str, Any] | None = None, *,
               parent_run_id: str | None = None, run_id: str | None = None,
               tags: Mapping[str, str] | None = None) -> Iterator[Any]:
     """Open an MLflow run (a child of ``parent_run_id`` if given) and log ``params`` flat.
 
-    ``cfg_tracking`` is a ``TrackingConfig`` (or a mapping with its keys). When tracking is
-    disabled this yields None and the ``log_*`` helpers become no-ops. ``run_id`` resumes a run.
-    A failure inside the block ends the run as FAILED (MLflow's ActiveRun does that on exit).
+    When ``cfg.enabled`` is false this yields None and the ``log_*`` helpers become no-ops.
+    ``run_id`` resumes a run. A failure inside the block ends the run as FAILED (MLflow's
+    ActiveRun does that on exit).
     """
-    if not _setting(cfg_tracking, "enabled", True):
+    if not isinstance(cfg, TrackingConfig):
+        raise TypeError(f"start_run needs a TrackingConfig, got {type(cfg).__name__}; build one with "
+                        "TrackingConfig(tracking_uri=..., experiment_name=...).")
+    if not cfg.enabled:
         yield None
         return
     import mlflow
 
-    uri = configure(_setting(cfg_tracking, "tracking_uri", None))
-    experiment_id = get_or_create_experiment(
-        _setting(cfg_tracking, "experiment_name", "multi-task-kobart"), uri)
+    uri = configure(cfg.tracking_uri)
+    experiment_id = get_or_create_experiment(cfg.experiment_name, uri)
     with mlflow.start_run(run_id=run_id, experiment_id=experiment_id, run_name=run_name,
                           parent_run_id=parent_run_id, tags=dict(tags or {})) as run:
         if params:
             log_params_flat(params)
         yield run
-
-
-def current_run_id() -> str | None:
-    """Id of the active run in this process (pass it to trials as their ``parent_run_id``)."""
-    import mlflow
-
-    run = mlflow.active_run()
-    return run.info.run_id if run is not None else None
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -266,6 +284,66 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
         raise FileNotFoundError(f"cannot log artifact {str(path)!r}: no such file or directory.")
 
 
+def log_report(metrics: Mapping[str, float], files: Iterable[str | Path], *, artifact_path: str,
+               run_id: str | None = None, step: int | None = None,
+               tracking_uri: str | None = None) -> str:
+    """Log ``metrics`` at ``step`` and ``files`` under ``artifact_path`` to one run; returns its id.
+
+    ``run_id`` names the run (a finished one is fine: the evaluation job logs to the training
+    run); without it the active run is used. Non-finite metrics are dropped, as in
+    :func:`log_metrics`. Explicit run ids, so it works inside another run's ``with`` block too.
+    """
+    import mlflow
+    from mlflow.entities import Metric
+
+    if run_id is None:
+        active = mlflow.active_run()
+        if active is None:
+            raise ValueError("no MLflow run to log to: pass run_id, or call this inside "
+                             "tracking.start_run(...).")
+        run_id = active.info.run_id
+    files = [Path(path) for path in files]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"cannot log {missing} to run {run_id}: no such file(s).")
+    mlflow_client = _client(tracking_uri)
+    timestamp = int(time.time() * 1000)
+    entries = [Metric(_safe_key(key), float(value), timestamp, int(step or 0))
+               for key, value in metrics.items() if math.isfinite(float(value))]
+    for start in range(0, len(entries), _METRICS_PER_BATCH):
+        mlflow_client.log_batch(run_id, metrics=entries[start:start + _METRICS_PER_BATCH])
+    for path in files:
+        mlflow_client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    return run_id
+
+
+def download_run_artifact(run_id: str, artifact_path: str, *, tracking_uri: str | None = None,
+                          dst_dir: str | Path | None = None) -> Path:
+    """Download one artifact (file or folder) of ``run_id`` from the resolved store; its local path."""
+    import mlflow
+
+    uri = _store_uri(tracking_uri)
+    if dst_dir is not None:
+        Path(dst_dir).mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=artifact_path, dst_path=str(dst_dir) if dst_dir else None,
+        tracking_uri=uri)
+    return Path(local)
+
+
+def load_pyfunc_model(model_uri: str, *, tracking_uri: str | None = None) -> Any:
+    """``mlflow.pyfunc.load_model(model_uri)`` against the resolved store (``models:/name@alias``).
+
+    MLflow resolves ``models:/`` URIs with the process-wide registry URI, so this points the
+    process at the store first; a bare ``mlflow.pyfunc.load_model`` in a fresh process would look
+    in (and create) ``./mlflow.db`` instead.
+    """
+    import mlflow
+
+    configure(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri)
+
+
 # --------------------------------------------------------------------------- models and registry
 
 
@@ -274,8 +352,8 @@ def _check_checkpoint_dir(checkpoint_dir: Path) -> None:
     if not checkpoint_dir.is_dir() or missing:
         raise FileNotFoundError(
             f"{str(checkpoint_dir)!r} is not a checkpoint directory: missing "
-            f"{missing or list(_REQUIRED_CHECKPOINT_FILES)}; expected model.safetensors + "
-            "config.json (MultiTaskKoBART.save_pretrained) and the tokenizer files.")
+            f"{missing or list(_REQUIRED_CHECKPOINT_FILES)}; expected {' + '.join(_REQUIRED_CHECKPOINT_FILES)} "
+            "(MultiTaskKoBART.save_pretrained) and the tokenizer files.")
 
 
 def _stage_for_serving(checkpoint_dir: Path, staging: Path) -> Path:
@@ -297,46 +375,63 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
-def _pyfunc_signature() -> Any:
+_PARAM_TYPES = {int: "long", float: "double"}
+
+
+def pyfunc_signature() -> Any:
+    """The pyfunc's signature: ``task`` + ``input`` columns in, strings out, and the decoding
+    parameters with :data:`DEFAULT_GENERATION`'s values as their defaults."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
+    defaults = DEFAULT_GENERATION.kwargs()
     return ModelSignature(
         inputs=Schema([ColSpec("string", "task"), ColSpec("string", "input")]),
         outputs=Schema([ColSpec("string")]),
-        params=ParamSchema([ParamSpec("max_new_tokens", "long", 48),
-                            ParamSpec("num_beams", "long", 1)]),
+        params=ParamSchema([ParamSpec(key, _PARAM_TYPES[type(value)], value)
+                            for key, value in defaults.items()]),
     )
 
 
-def log_and_register_model(checkpoint_dir: str | Path, *, registered_model_name: str,
-                           alias: str | None = "candidate", name: str = "model") -> Any:
+def _check_python_model(python_model: str | Path) -> Path:
+    path = Path(python_model).expanduser().resolve()
+    if path.suffix != ".py" or not path.is_file():
+        raise FileNotFoundError(
+            f"python_model {str(python_model)!r} is not an existing .py file; pass the model-from-code "
+            "file, e.g. multi_task_kobart.serving.PYFUNC_MODEL_PATH.")
+    return path
+
+
+def log_and_register_model(checkpoint_dir: str | Path, *, python_model: str | Path,
+                           registered_model_name: str, alias: str | None = "candidate",
+                           name: str = "model") -> Any:
     """Log ``checkpoint_dir`` as a pyfunc model on the active run, register it, set ``alias``.
 
-    The pyfunc (``serving/mlflow_pyfunc.py``, logged as code, so nothing is pickled) carries the
-    checkpoint as its ``checkpoint`` artifact; ``mlflow.pyfunc.load_model("models:/<name>@<alias>")
+    ``python_model`` is the model-from-code file MLflow runs to build the model (logged as code,
+    so nothing is pickled), normally ``multi_task_kobart.serving.PYFUNC_MODEL_PATH``. The
+    checkpoint travels as its ``checkpoint`` artifact; ``load_pyfunc_model("models:/<name>@<alias>")
     .predict(pd.DataFrame({"task": [...], "input": [...]}))`` returns generated strings.
     Returns the registered ``ModelVersion`` (with its aliases).
     """
     import mlflow
-    from mlflow import MlflowClient
 
     checkpoint_dir = Path(checkpoint_dir).resolve()
     _check_checkpoint_dir(checkpoint_dir)
+    code = _check_python_model(python_model)
     if mlflow.active_run() is None:
         raise RuntimeError("log_and_register_model needs an active run; call it inside "
                            "tracking.start_run(...).")
+    mlflow_client = _client()
     with tempfile.TemporaryDirectory(prefix="mtk-model-") as staging:
         staged = _stage_for_serving(checkpoint_dir, Path(staging))
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=str(_PYFUNC_CODE),
+            name=name, python_model=str(code),
             artifacts={_PYFUNC_ARTIFACT_KEY: str(staged)},
-            signature=_pyfunc_signature(), pip_requirements=_pip_requirements())
+            signature=pyfunc_signature(), pip_requirements=_pip_requirements())
     version = mlflow.register_model(info.model_uri, registered_model_name)
-    client = MlflowClient()
     if alias:
-        client.set_registered_model_alias(registered_model_name, alias, version.version)
-    return client.get_model_version(registered_model_name, version.version)
+        mlflow_client.set_registered_model_alias(registered_model_name, alias, version.version)
+    return mlflow_client.get_model_version(registered_model_name, version.version)
 
 
 def resolve_model_dir(model: str | Path, *, tracking_uri: str | None = None,

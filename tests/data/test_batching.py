@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from multi_task_kobart.data.batching import (LengthGroupedBatchSampler, batch_rows, collate,
-                                             length_grouped_batches, padding_fraction)
+                                             length_grouped_batches, pad_labels, pad_sources,
+                                             padding_fraction)
+from multi_task_kobart.tokenizer import LABEL_PAD, PAD_ID
 
 
 def test_collate_pads_ids_mask_and_labels():
@@ -31,6 +33,26 @@ def test_collate_accepts_ray_style_numpy_columns():
     assert batch["labels"].tolist() == [[7, 1], [1, -100]]
     with pytest.raises(ValueError, match="empty batch"):
         collate([])
+
+
+def test_pad_sources_masks_by_length_not_by_pad_id():
+    # Row 0 holds a real token with the pad id: the mask must still count it.
+    input_ids, attention_mask = pad_sources([[0, PAD_ID, 1], [0, 1]])
+    assert input_ids.tolist() == [[0, PAD_ID, 1], [0, 1, PAD_ID]]
+    assert attention_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert input_ids.dtype == attention_mask.dtype == torch.long
+    ids, mask = pad_sources((np.array([5, 6], dtype=np.int32),), pad_id=9)
+    assert ids.tolist() == [[5, 6]] and mask.tolist() == [[1, 1]]
+    assert pad_labels([[7], [8, 1]]).tolist() == [[7, LABEL_PAD], [8, 1]]
+
+
+def test_pad_sources_rejects_empty_input():
+    with pytest.raises(ValueError, match="empty list of sequences"):
+        pad_sources([])
+    with pytest.raises(ValueError, match=r"rows \[1\] have no tokens"):
+        pad_sources([[0, 1], []])
+    with pytest.raises(ValueError, match="empty list of label rows"):
+        pad_labels([])
 
 
 def _lengths(n: int = 2000, seed: int = 0) -> list[tuple[int, int]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -12,11 +14,11 @@ import pytest
 from multi_task_kobart.data.corpus import (
     TEST_PER_TASK, TRAIN_PER_TASK, generate_corpus, is_held_out, task_candidates, write_corpus,
 )
-from multi_task_kobart.data.corpus_korean import (
+from multi_task_kobart.data.corpus.korean import (
     Verb, banmal, connective, formal, honorific, josa, past, prospective, suggest,
 )
-from multi_task_kobart.data.corpus_role import role_families
-from multi_task_kobart.data.corpus_style import style_transfer_families
+from multi_task_kobart.data.corpus.role import role_families
+from multi_task_kobart.data.corpus.style import style_transfer_families
 from multi_task_kobart.tasks import TASKS
 
 
@@ -163,3 +165,12 @@ def test_write_corpus(tmp_path, corpus):
         text = path.read_text(encoding="utf-8")
         assert "\\u" not in text and "니다" in text  # Korean written as UTF-8, not escaped
         assert [json.loads(line) for line in text.splitlines()] == corpus[split]
+
+
+def test_command_line_writes_the_same_files(tmp_path, corpus):
+    result = subprocess.run([sys.executable, "-m", "multi_task_kobart.data.corpus", str(tmp_path), "--seed", "0"],
+                            capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.splitlines() == [f"train: {tmp_path / 'train.jsonl'}", f"test: {tmp_path / 'test.jsonl'}"]
+    for split in ("train", "test"):
+        lines = (tmp_path / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line) for line in lines] == corpus[split]

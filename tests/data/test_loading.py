@@ -53,12 +53,16 @@ def test_ray_streaming_split_gives_each_worker_disjoint_rows(prepared, ray_sessi
 
 
 def test_torch_iterables_yield_every_row_of_each_task(prepared):
-    iterables = task_iterables(prepared.path, "valid")
+    # As the README shows it: the folder given to prepare_data's --out, and a split name.
+    iterables = task_iterables(prepared.path.parent, "valid")
     assert list(iterables) == list(TASKS)
     for task, iterable in iterables.items():
+        assert isinstance(iterable, torch.utils.data.IterableDataset)
         rows = list(iterable)
         assert len(rows) == len(iterable) == prepared.counts["valid"][task] == 3
         assert all(row["task"] == task and row["input_ids"][0] == 0 for row in rows)
+        # The same rows that load_task_datasets reads (checked against this table above).
+        assert rows == read_task_table(prepared.path, "valid", task).to_pylist()
     loader = torch.utils.data.DataLoader(iterables["role_generation"], batch_size=2, collate_fn=collate)
     assert [b["input_ids"].shape[0] for b in loader] == [2, 1]
 

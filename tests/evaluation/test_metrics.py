@@ -52,6 +52,45 @@ def test_chrf_partial_overlap_is_between_bounds():
     assert 0.0 < score < 100.0
 
 
+def test_chrf_matches_hand_count_on_one_sentence():
+    # chrF as sacrebleu defines it: spaces removed, character n-grams n=1..6, clipped matches;
+    # precision and recall averaged over the orders that both sides have, then F-beta, beta=2.
+    # "회의는 2시" -> 회의는2시 (5 chars); "회의는 오후 2시" -> 회의는오후2시 (7 chars).
+    #   n  hyp  ref  match (which)
+    #   1   5    7    5    회 의 는 2 시
+    #   2   4    6    3    회의 의는 2시        (는2 is not in the reference)
+    #   3   3    5    1    회의는
+    #   4   2    4    0
+    #   5   1    3    0
+    #   6   0    2    -    (no hypothesis 6-gram: the order is left out)
+    precision = (5 / 5 + 3 / 4 + 1 / 3 + 0 / 2 + 0 / 1) / 5  # = 5/12
+    recall = (5 / 7 + 3 / 6 + 1 / 5 + 0 / 4 + 0 / 3) / 5     # = 99/350
+    expected = 100 * 5 * precision * recall / (4 * precision + recall)  # = 100 * 2475/8188
+    assert expected == pytest.approx(100 * 2475 / 8188, abs=1e-12)
+    assert metrics.chrf(["회의는 2시"], ["회의는 오후 2시"]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_chrf_sums_counts_over_the_corpus_and_clips_repeats():
+    # Second pair: "네네네" vs "네 알겠어" (네알겠어). Hypothesis 1-grams are 네 x3 but the reference
+    # has one 네, so one match (clipped); 2-grams 네네 x2 and 3-gram 네네네 match nothing.
+    # Corpus chrF adds the counts of both pairs before dividing (not a mean of sentence scores):
+    #   n  hyp      ref      match
+    #   1  5+3=8    7+4=11   5+1=6
+    #   2  4+2=6    6+3=9    3+0=3
+    #   3  3+1=4    5+2=7    1+0=1
+    #   4  2+0=2    4+1=5    0
+    #   5  1+0=1    3+0=3    0
+    #   6  0        2        -   (left out)
+    precision = (6 / 8 + 3 / 6 + 1 / 4 + 0 + 0) / 5          # = 3/10
+    recall = (6 / 11 + 3 / 9 + 1 / 7 + 0 + 0) / 5           # = 236/1155
+    expected = 100 * 5 * precision * recall / (4 * precision + recall)  # = 100 * 177/811
+    assert expected == pytest.approx(100 * 177 / 811, abs=1e-12)
+    got = metrics.chrf(["회의는 2시", "네네네"], ["회의는 오후 2시", "네 알겠어"])
+    assert got == pytest.approx(expected, abs=1e-9)
+    sentence_mean = (metrics.chrf(["회의는 2시"], ["회의는 오후 2시"]) + metrics.chrf(["네네네"], ["네 알겠어"])) / 2
+    assert abs(got - sentence_mean) > 1.0  # the two averagings differ here, so the test tells them apart
+
+
 # ---------------------------------------------------------------- ROUGE
 
 

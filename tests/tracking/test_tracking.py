@@ -24,6 +24,8 @@ import mlflow
 from mlflow import MlflowClient
 
 from multi_task_kobart import tracking
+from multi_task_kobart.config import TrackingConfig
+from multi_task_kobart.serving import PYFUNC_MODEL_PATH
 from multi_task_kobart.tasks import TASKS
 
 MLFLOW_BIN = Path(sys.executable).with_name("mlflow")
@@ -45,20 +47,9 @@ def _isolate_mlflow_globals(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def checkpoint_dir(tmp_path_factory) -> Path:
-    """A tiny MultiTaskKoBART checkpoint in the contract's format (plus optimizer state)."""
-    from multi_task_kobart.model import MultiTaskKoBART, MultiTaskKoBARTConfig
-    from multi_task_kobart.tokenizer import load_tokenizer
-
-    torch.manual_seed(0)
-    tokenizer = load_tokenizer()
-    model = MultiTaskKoBART(MultiTaskKoBARTConfig.tiny(vocab_size=len(tokenizer)))
-    out = tmp_path_factory.mktemp("ckpt") / "checkpoint_000003"
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "train_config.json").write_text(json.dumps({"model": {"preset": "tiny"}}))
-    torch.save({"state": {}}, out / "optimizer.pt")
-    return out
+def checkpoint_dir(tiny_checkpoint) -> Path:
+    """The session's tiny checkpoint (weights, config, tokenizer, train config, optimizer state)."""
+    return tiny_checkpoint
 
 
 def _free_port() -> int:
@@ -113,8 +104,13 @@ def tracking_uri(request, tmp_path) -> str:
     return tracking.normalize_tracking_uri(tmp_path / "store")
 
 
-def _cfg(uri: str, experiment: str = "mtk-test") -> dict:
-    return {"tracking_uri": uri, "experiment_name": experiment}
+def _cfg(uri: str, experiment: str = "mtk-test") -> TrackingConfig:
+    return TrackingConfig(tracking_uri=uri, experiment_name=experiment)
+
+
+def _register(checkpoint_dir: Path, name: str):
+    return tracking.log_and_register_model(checkpoint_dir, python_model=PYFUNC_MODEL_PATH,
+                                           registered_model_name=name)
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -154,9 +150,23 @@ def test_resolve_model_dir_rejects_unknown_paths(tmp_path, checkpoint_dir) -> No
 
 
 def test_disabled_tracking_is_a_no_op() -> None:
-    with tracking.start_run({"enabled": False}, "off", {"a": 1}) as run:
+    with tracking.start_run(TrackingConfig(enabled=False), "off", {"a": 1}) as run:
         assert run is None
         tracking.log_metrics({"loss": 1.0}, step=1)  # no active run: must not raise
+
+
+def test_start_run_takes_a_tracking_config_only(tmp_path) -> None:
+    with pytest.raises(TypeError, match="needs a TrackingConfig, got dict"):
+        with tracking.start_run({"tracking_uri": str(tmp_path)}, "dict-config"):
+            pass
+
+
+def test_register_rejects_a_python_model_that_is_not_a_py_file(checkpoint_dir, tmp_path) -> None:
+    with tracking.start_run(_cfg(tracking.normalize_tracking_uri(tmp_path / "store")), "bad-code"):
+        for bad in (tmp_path / "missing.py", checkpoint_dir / "config.json"):
+            with pytest.raises(FileNotFoundError, match="is not an existing .py file"):
+                tracking.log_and_register_model(checkpoint_dir, python_model=bad,
+                                                registered_model_name="never")
 
 
 # --------------------------------------------------------------------------- both backends
@@ -199,7 +209,7 @@ def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) ->
 
     name = "mtk-tiny"
     with tracking.start_run(_cfg(tracking_uri), "train-run", {"model": {"preset": "tiny"}}) as run:
-        version = tracking.log_and_register_model(checkpoint_dir, registered_model_name=name)
+        version = _register(checkpoint_dir, name)
     assert version.name == name and "candidate" in version.aliases
     assert version.run_id == run.info.run_id
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -222,7 +232,7 @@ def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) ->
 
     import pandas as pd
 
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@candidate")
+    pyfunc = tracking.load_pyfunc_model(f"models:/{name}@candidate", tracking_uri=tracking_uri)
     frame = pd.DataFrame({"task": ["style_transfer", "qa_generation", "style_transfer"],
                           "input": ["이거 좀 도와주세요", "질문: 서울의 인구는?", "빨리 와"]})
     outputs = pyfunc.predict(frame, params={"max_new_tokens": 4})
@@ -237,7 +247,7 @@ def test_make_serve_answers_http_requests_for_the_registered_model(checkpoint_di
         pytest.skip("make serve runs the project's .venv; this interpreter is not it")
     uri = tracking.normalize_tracking_uri(tmp_path / "store")
     with tracking.start_run(_cfg(uri), "serve-run"):
-        tracking.log_and_register_model(checkpoint_dir, registered_model_name="mtk-serve")
+        _register(checkpoint_dir, "mtk-serve")
     port = _free_port()
     log = open(tmp_path / "serve.log", "wb")
     # -o: treat the install stamp as up to date (the suite already runs inside the installed venv).
@@ -246,7 +256,8 @@ def test_make_serve_answers_http_requests_for_the_registered_model(checkpoint_di
          "MODEL_URI=models:/mtk-serve@candidate", f"SERVE_PORT={port}"],
         cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     body = json.dumps({"dataframe_records": [{"task": "style_transfer", "input": "빨리 와"},
-                                             {"task": "qa_generation", "input": "질문: 서울의 인구는?"}]})
+                                             {"task": "qa_generation", "input": "질문: 서울의 인구는?"}],
+                       "params": {"num_beams": 2, "max_new_tokens": 6}})  # as the README shows
     try:
         deadline, answer = time.monotonic() + 120, None
         while answer is None and time.monotonic() < deadline:
@@ -274,7 +285,7 @@ def test_models_uri_resolves_against_the_given_store_not_the_global_one(checkpoi
     """A fresh process (jobs/evaluate.py) has no global MLflow URI pointing at the store yet."""
     uri = tracking.normalize_tracking_uri(tmp_path / "store")
     with tracking.start_run(_cfg(uri), "resolve-run"):
-        tracking.log_and_register_model(checkpoint_dir, registered_model_name="mtk-resolve")
+        _register(checkpoint_dir, "mtk-resolve")
     mlflow.set_tracking_uri(tracking.normalize_tracking_uri(tmp_path / "elsewhere"))
     local = tracking.resolve_model_dir("models:/mtk-resolve@candidate", tracking_uri=uri,
                                        dst_dir=tmp_path / "download")

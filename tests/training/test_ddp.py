@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIGS
+from training_helpers import FailOnceAt
 
 from multi_task_kobart.config import load_config
 from multi_task_kobart.model import MultiTaskKoBART
 from multi_task_kobart.tasks import TASKS
 from multi_task_kobart.training.checkpoint import parameter_checksum
-from multi_task_kobart.training.trainer import run_training
+from multi_task_kobart.training.driver import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +34,9 @@ def ddp_run(ray_session, prepared_tiny, tmp_path_factory):
         f"tracking.tracking_uri={root / 'mlflow'}", "tracking.registered_model_name=ddp-test-model",
         f"training.max_steps={STEPS}", "training.warmup_steps=2", "training.grad_accum_steps=2",
         "training.batch_size=8", f"training.checkpoint_every={CHECKPOINT_EVERY}", "training.log_every=2",
-        "training.eval_every=4", "training.keep_checkpoints=1", f"training.fail_at_step={FAIL_AT}",
+        "training.eval_every=4", "training.keep_checkpoints=1",
         "run.max_failures=1", "evaluation.max_examples_per_task=4", "evaluation.max_new_tokens=8"])
-    return cfg, run_training(cfg)
+    return cfg, run_training(cfg, step_callbacks=[FailOnceAt(FAIL_AT)])
 
 
 def test_both_ranks_finish_with_identical_weights(ddp_run):
@@ -87,7 +88,7 @@ def test_mlflow_has_the_run_params_metrics_and_registered_model(ddp_run):
                           registry_uri=resolve_tracking_uri(cfg.tracking.tracking_uri))
     run = client.get_run(result.mlflow_run_id)
     assert run.data.params["training.strategy"] == "simultaneous"
-    assert run.data.params["training.fail_at_step"] == str(FAIL_AT)
+    assert run.data.params["training.grad_accum_steps"] == "2"
     for key in ("train_loss/style_transfer", "valid_loss/qa_generation", "lr", "tokens_per_s",
                 "step_time_s"):
         assert key in run.data.metrics, key

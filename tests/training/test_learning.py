@@ -8,7 +8,7 @@ from conftest import CONFIGS
 
 from multi_task_kobart.config import load_config
 from multi_task_kobart.tasks import TASKS
-from multi_task_kobart.training.trainer import run_training
+from multi_task_kobart.training.driver import run_training
 
 pytestmark = pytest.mark.slow
 

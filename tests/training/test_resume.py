@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from conftest import CONFIGS
+from training_helpers import FailOnceAt
 
 from multi_task_kobart.config import load_config
-from multi_task_kobart.training.trainer import run_training
+from multi_task_kobart.training.driver import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +21,8 @@ def test_restart_with_the_same_name_resumes_from_the_latest_checkpoint(ray_sessi
                  "training.log_every=3", "run.max_failures=0", "evaluation.enabled=false",
                  "tracking.enabled=false"]
     # First attempt: killed at step 4, after the step-3 checkpoint, with no retries left.
-    with pytest.raises(Exception, match="fail_at_step=4"):
-        run_training(load_config(CONFIGS / "tiny.yaml", [*overrides, "training.fail_at_step=4"]))
+    with pytest.raises(Exception, match="injected failure at step 4"):
+        run_training(load_config(CONFIGS / "tiny.yaml", overrides), step_callbacks=[FailOnceAt(4)])
     run_dir = Path(tiny_overrides[1].split("=", 1)[1]) / "resume-test"
     assert [p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()] == ["checkpoint_0000003"]
 

@@ -12,9 +12,9 @@ from multi_task_kobart.model import MultiTaskKoBART
 from multi_task_kobart.training.checkpoint import (TrainerState, load_training_state,
                                                    parameter_checksum, read_trainer_state,
                                                    save_checkpoint)
-from multi_task_kobart.training.losses import StaticTaskWeights, UncertaintyWeighting
+from multi_task_kobart.training.engine import eval_step, optimizer_step, train_step
+from multi_task_kobart.training.objective import StaticTaskWeights, TaskObjective, UncertaintyWeighting
 from multi_task_kobart.training.schedule import cosine_factor, cosine_with_warmup
-from multi_task_kobart.training.step import TaskObjective, eval_step, optimizer_step, train_step
 
 TASK = "style_transfer"
 
@@ -128,7 +128,9 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_schedule(tmp_path)
     engine = make_engine(cfg)
     for step in range(3):
         engine.train_step(step)
-    engine.save(str(tmp_path), engine.gather_data_state(), {"valid_loss": 1.0})
+    save_checkpoint(tmp_path, model=engine.model,
+                    state=engine.checkpoint_state(engine.gather_data_state(), {"valid_loss": 1.0}),
+                    config=cfg.to_dict(), optimizer=engine.optimizer, scheduler=engine.scheduler)
     assert {p.name for p in tmp_path.iterdir()} >= {"model.safetensors", "config.json", "train_config.json",
                                                     "trainer_state.json", "optimizer.pt", "scheduler.pt"}
     state = read_trainer_state(tmp_path)

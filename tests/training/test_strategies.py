@@ -26,7 +26,7 @@ def test_sequential_step_touches_only_the_current_tasks_decoder():
     model = engine.model
     decoders = {task: snapshot(model.get_decoder_parameters(task)) for task in TASKS}
     for step in range(2):  # steps 0-1 belong to the first task
-        assert engine.train_step(step)["tasks"] == ["style_transfer"]
+        assert engine.train_step(step).tasks == ["style_transfer"]
     assert not unchanged(decoders["style_transfer"], model.get_decoder_parameters("style_transfer"))
     for task in TASKS[1:]:
         assert unchanged(decoders[task], model.get_decoder_parameters(task)), task
@@ -67,7 +67,7 @@ def test_one_decoder_alone_with_a_frozen_encoder():
     others = {task: snapshot(model.get_decoder_parameters(task)) for task in TASKS[:3]}
     qa = snapshot(model.get_decoder_parameters("qa_generation"))
     for step in range(4):
-        assert engine.train_step(step)["tasks"] == ["qa_generation"]
+        assert engine.train_step(step).tasks == ["qa_generation"]
     assert unchanged(encoder, model.encoder_parameters())
     assert all(unchanged(before, model.get_decoder_parameters(t)) for t, before in others.items())
     assert not unchanged(qa, model.get_decoder_parameters("qa_generation"))

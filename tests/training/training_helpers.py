@@ -1,10 +1,13 @@
-"""Helpers for the training tests: a tiny model and synthetic token rows (no Ray, no files)."""
+"""Helpers for the training tests: a tiny model, synthetic token rows, an injected crash."""
 
 from __future__ import annotations
 
 import functools
 import random
+import sys
+from dataclasses import dataclass
 
+import ray.cloudpickle
 import torch
 
 from multi_task_kobart.config import ExperimentConfig
@@ -12,9 +15,9 @@ from multi_task_kobart.data.batching import collate
 from multi_task_kobart.data.sampling import TaskSampler
 from multi_task_kobart.model import MultiTaskKoBART, MultiTaskKoBARTConfig
 from multi_task_kobart.tasks import TASKS
+from multi_task_kobart.training.build import build_engine
 from multi_task_kobart.training.engine import TrainingEngine
 from multi_task_kobart.training.streams import TaskRows
-from multi_task_kobart.training.worker_setup import build_planner
 
 VOCAB = 64
 
@@ -48,9 +51,9 @@ def make_engine(cfg: ExperimentConfig, model: MultiTaskKoBART | None = None) -> 
     train = {task: synthetic_rows(task, 64) for task in cfg.tasks}
     valid = {task: synthetic_rows(task, 16, seed=1) for task in cfg.tasks}
     sampler = TaskSampler({task: 64 for task in cfg.tasks}, "uniform", seed=cfg.seed)
-    return TrainingEngine(cfg, model, train_rows=train, valid_rows=valid,
-                          planner=build_planner(cfg), collate=functools.partial(collate, pad_id=3),
-                          sampler=sampler, device=torch.device("cpu"))
+    return build_engine(cfg, model, train_rows=train, valid_rows=valid,
+                        collate_fn=functools.partial(collate, pad_id=3), sampler=sampler,
+                        device=torch.device("cpu"))
 
 
 def batch_of(task: str, n: int = 8, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -64,3 +67,23 @@ def snapshot(params) -> list[torch.Tensor]:
 
 def unchanged(before: list[torch.Tensor], params) -> bool:
     return all(torch.equal(a, b.detach()) for a, b in zip(before, params))
+
+
+class InjectedFailure(RuntimeError):
+    """The crash :class:`FailOnceAt` raises inside a training worker."""
+
+
+@dataclass(frozen=True)
+class FailOnceAt:
+    """A step callback that crashes every worker at ``step`` of a fresh start (never after a
+    resume, so Ray's restart from the latest checkpoint gets through)."""
+
+    step: int
+
+    def __call__(self, step: int, resumed: bool) -> None:
+        if step == self.step and not resumed:
+            raise InjectedFailure(f"injected failure at step {step} (test callback)")
+
+
+# Ray pickles the callback to send it to the workers, which cannot import this test module.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

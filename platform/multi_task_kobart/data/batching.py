@@ -1,7 +1,8 @@
 """Padding collate and length-aware batching for pre-tokenized rows.
 
-The collate only pads ids that preparation already produced (no tokenizer here, so it is
-cheap in any thread or process). Length-aware batching sorts examples by length inside a
+The collate only pads ids that preparation already produced (no tokenization here, so it is
+cheap in any thread or process); :func:`pad_sources` is the one padding + attention-mask helper
+that evaluation, the MLflow pyfunc and Serve use as well. Length-aware batching sorts examples by length inside a
 shuffled window before cutting batches: neighbours in a batch then have similar lengths and
 little padding is computed, while the window and a final shuffle of batch order keep the
 data order random. Everything is deterministic given ``(seed, epoch)``, so every rank and a
@@ -16,14 +17,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-PAD_ID = 3  # KoBART <pad>
-LABEL_PAD_ID = -100  # ignored by the cross-entropy loss
+from multi_task_kobart.tokenizer import LABEL_PAD, PAD_ID
+
 #: A batching window holds this many batches' worth of examples by default.
 DEFAULT_WINDOW_BATCHES = 50
 
 
 def collate(batch: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], *,
-            pad_id: int = PAD_ID, label_pad_id: int = LABEL_PAD_ID) -> dict[str, torch.Tensor]:
+            pad_id: int = PAD_ID, label_pad_id: int = LABEL_PAD) -> dict[str, torch.Tensor]:
     """Rows (list of dicts) or columns (dict of lists / numpy object arrays, as Ray's
     ``iter_batches`` yields) -> ``input_ids``, ``attention_mask``, ``labels`` LongTensors."""
     if isinstance(batch, Mapping):
@@ -33,24 +34,43 @@ def collate(batch: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]], *,
         labels = [row["labels"] for row in batch]
     if not sources:
         raise ValueError("cannot collate an empty batch.")
-    input_ids = _pad(sources, pad_id)
-    # The mask comes from lengths, not from `ids != pad_id`: a row from elsewhere might hold
-    # a real token with the pad id, and a comparison would silently hide it.
-    return {"input_ids": input_ids, "attention_mask": _mask(sources, input_ids.shape[1]),
-            "labels": _pad(labels, label_pad_id)}
+    input_ids, attention_mask = pad_sources(sources, pad_id)
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "labels": pad_labels(labels, label_pad_id)}
 
 
-def _pad(sequences: list[Any], value: int) -> torch.Tensor:
+def pad_sources(sequences: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad encoder inputs: ``(input_ids, attention_mask)``, both (rows, longest) LongTensors.
+
+    The one padding helper for training batches, evaluation, the MLflow pyfunc and Serve. The mask
+    comes from the row lengths, not from ``ids != pad_id``: a row from elsewhere may hold a real
+    token with the pad id, and a comparison would silently hide it.
+    """
+    if len(sequences) == 0:
+        raise ValueError("cannot pad an empty list of sequences; pass at least one row of token ids.")
+    empty = [index for index, seq in enumerate(sequences) if len(seq) == 0]
+    if empty:
+        raise ValueError(f"rows {empty} have no tokens; every encoder input needs at least one "
+                         "(encode_sources gives <s> ... </s>).")
+    input_ids = _pad(sequences, pad_id)
+    lengths = torch.tensor([len(seq) for seq in sequences])
+    attention_mask = (torch.arange(input_ids.shape[1])[None, :] < lengths[:, None]).long()
+    return input_ids, attention_mask
+
+
+def pad_labels(sequences: Sequence[Sequence[int]], label_pad_id: int = LABEL_PAD) -> torch.Tensor:
+    """Right-pad label rows with ``label_pad_id`` (ignored by ``token_cross_entropy``)."""
+    if len(sequences) == 0:
+        raise ValueError("cannot pad an empty list of label rows.")
+    return _pad(sequences, label_pad_id)
+
+
+def _pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     width = max(len(seq) for seq in sequences)
     out = np.full((len(sequences), width), value, dtype=np.int64)
     for row, seq in enumerate(sequences):
         out[row, : len(seq)] = np.asarray(seq, dtype=np.int64)
     return torch.from_numpy(out)
-
-
-def _mask(sequences: list[Any], width: int) -> torch.Tensor:
-    lengths = torch.tensor([len(seq) for seq in sequences])
-    return (torch.arange(width)[None, :] < lengths[:, None]).long()
 
 
 def example_length(row: Mapping[str, Any]) -> tuple[int, int]:

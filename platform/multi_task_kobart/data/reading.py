@@ -18,12 +18,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence, get_args
 
 from multi_task_kobart.data.validation import (BYTES_FIELD, JSON_FIELD, ROW_FIELD, RowError,
                                                validate_record)
 
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
+#: The splits of a prepared dataset (``evaluation.split`` in the experiment config).
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
 FORMATS_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
                      ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 # Words in a file or folder name that mark a split; anything else is training data.

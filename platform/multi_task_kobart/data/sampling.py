@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args
 
 from multi_task_kobart.tasks import TASKS, validate_task
 
-STRATEGIES: tuple[str, ...] = ("proportional", "temperature", "uniform", "round_robin", "weights")
+#: How the simultaneous strategy mixes tasks (``data.sampling`` in the experiment config).
+SamplingStrategy = Literal["proportional", "temperature", "uniform", "round_robin", "weights"]
+STRATEGIES: tuple[str, ...] = get_args(SamplingStrategy)
 _MASK64 = (1 << 64) - 1
 
 

@@ -154,8 +154,3 @@ def _write_part(part: pa.Table, root: Path, split: str, task: str, rows_per_shar
         "max_source_len": int(pc.max(part["source_len"]).as_py() or 0),
         "max_target_len": int(pc.max(part["target_len"]).as_py() or 0),
     }
-
-
-def shard_folder(prepared: Path, split: str, task: str) -> Path:
-    """Where the shards of one (split, task) live inside a prepared dataset."""
-    return Path(prepared) / split / task

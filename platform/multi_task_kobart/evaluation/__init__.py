@@ -4,7 +4,7 @@ The entry points other packages use (training calls them at the end of a run)::
 
     from multi_task_kobart.evaluation import evaluate_model, write_report, log_report_to_mlflow
     report = evaluate_model(model, tokenizer, {"style_transfer": rows, ...}, batch_size=16,
-                            generation_kwargs={"num_beams": 1, "max_new_tokens": 48})
+                            generation_kwargs={"num_beams": 4})   # the rest: DEFAULT_GENERATION
     paths = write_report(report, out_dir)      # report.json, report.md, chart_<task>.png, predictions.jsonl
     log_report_to_mlflow(report, paths)        # metrics eval/<task>/<metric> on the active run
 """

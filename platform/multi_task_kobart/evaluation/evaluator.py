@@ -15,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from multi_task_kobart.data.batching import pad_labels, pad_sources
 from multi_task_kobart.evaluation import metrics
 from multi_task_kobart.evaluation.baselines import baseline_predictions
 from multi_task_kobart.evaluation.formality import formal_share
+from multi_task_kobart.generation import DEFAULT_GENERATION, GenerationSettings
+from multi_task_kobart.model import token_cross_entropy
 from multi_task_kobart.tasks import (DIALOGUE_SUMMARIZATION, QA_GENERATION, ROLE_GENERATION,
                                      STYLE_TRANSFER, TASKS, validate_task)
+from multi_task_kobart.tokenizer import LABEL_PAD
 
-LABEL_PAD = -100
 N_SAMPLES = 5
 #: What each task is judged by (the user's design document), perplexity aside.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -94,16 +96,6 @@ def _encode_rows(tokenizer: Any, rows: Sequence[Mapping[str, Any]], max_source_l
     return sources, labels
 
 
-def _pad(sequences: Sequence[Sequence[int]], value: int,
-         device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids (batch, longest) and the attention mask of the real positions."""
-    width = max(len(seq) for seq in sequences)
-    padded = [list(seq) + [value] * (width - len(seq)) for seq in sequences]
-    mask = [[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences]
-    return (torch.tensor(padded, dtype=torch.long, device=device),
-            torch.tensor(mask, dtype=torch.long, device=device))
-
-
 def _batches(n: int, batch_size: int) -> list[range]:
     return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
@@ -119,9 +111,9 @@ def generate_texts(model: Any, tokenizer: Any, task: str, source_ids: Sequence[S
     outputs: list[str] = [""] * len(source_ids)
     for batch in _batches(len(order), batch_size):
         indices = [order[i] for i in batch]
-        input_ids, attention_mask = _pad([source_ids[i] for i in indices], pad_id, device)
-        generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, task=task,
-                                   **generation_kwargs)
+        input_ids, attention_mask = pad_sources([source_ids[i] for i in indices], pad_id)
+        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                   task=task, **generation_kwargs)
         texts = tokenizer.batch_decode(generated, skip_special_tokens=True)
         for index, text in zip(indices, texts):
             outputs[index] = text.strip()
@@ -137,12 +129,11 @@ def target_nll(model: Any, task: str, source_ids: Sequence[Sequence[int]],
     device = _model_device(model)
     total_nll, n_tokens = 0.0, 0
     for batch in _batches(len(source_ids), batch_size):
-        input_ids, attention_mask = _pad([source_ids[i] for i in batch], pad_id, device)
-        labels, _ = _pad([label_ids[i] for i in batch], LABEL_PAD, device)
-        outputs = model(input_ids=input_ids, attention_mask=attention_mask, task=task, labels=labels)
-        logits = outputs.logits.float()
-        total_nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                           ignore_index=LABEL_PAD, reduction="sum"))
+        input_ids, attention_mask = pad_sources([source_ids[i] for i in batch], pad_id)
+        labels = pad_labels([label_ids[i] for i in batch]).to(device)
+        outputs = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                        task=task, labels=labels)
+        total_nll += float(token_cross_entropy(outputs.logits, labels, reduction="sum"))
         n_tokens += int((labels != LABEL_PAD).sum())
     return total_nll, n_tokens
 
@@ -188,14 +179,25 @@ def evaluate_task(model: Any, tokenizer: Any, task: str, rows: Sequence[Mapping[
     return section
 
 
+def decoding_kwargs(generation: GenerationSettings | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``model.generate`` kwargs: :data:`DEFAULT_GENERATION` with ``generation``'s values on top."""
+    if isinstance(generation, GenerationSettings):
+        return generation.kwargs()
+    merged = {**DEFAULT_GENERATION.kwargs(), **dict(generation or {})}
+    # The shared settings are checked by GenerationSettings (clear errors before any generation);
+    # the rest (length_penalty, do_sample, ...) go to transformers as given.
+    GenerationSettings(**{key: merged[key] for key in DEFAULT_GENERATION.kwargs()})
+    return merged
+
+
 def _check_inputs(examples_by_task: Mapping[str, Sequence[Mapping[str, Any]]], batch_size: int,
                   limit: int | None, bertscore_model: str | Path | None,
-                  generation_kwargs: Mapping[str, Any] | None) -> None:
+                  generation_kwargs: Mapping[str, Any]) -> None:
     for task in examples_by_task:
         validate_task(task)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if generation_kwargs and generation_kwargs.get("num_return_sequences", 1) != 1:
+    if generation_kwargs.get("num_return_sequences", 1) != 1:
         raise ValueError("evaluation scores one output per input; num_return_sequences must be 1, "
                          f"got {generation_kwargs['num_return_sequences']}")
     if limit is not None and limit < 1:
@@ -208,7 +210,8 @@ def _check_inputs(examples_by_task: Mapping[str, Sequence[Mapping[str, Any]]], b
 
 
 def evaluate_model(model: Any, tokenizer: Any, examples_by_task: Mapping[str, Sequence[Mapping[str, Any]]],
-                   *, batch_size: int = 16, generation_kwargs: Mapping[str, Any] | None = None,
+                   *, batch_size: int = 16,
+                   generation_kwargs: GenerationSettings | Mapping[str, Any] | None = None,
                    limit: int | None = None, bertscore_model: str | Path | None = None,
                    device: str | torch.device | None = None, progress: bool = True,
                    max_source_length: int | None = None, max_target_length: int | None = None,
@@ -216,12 +219,13 @@ def evaluate_model(model: Any, tokenizer: Any, examples_by_task: Mapping[str, Se
     """Evaluate ``model`` on ``{task: rows}`` (rows: ``input``, ``target``, optional ``answers``,
     ``id``, ``input_ids``, ``labels``) and return the report dict.
 
-    ``generation_kwargs`` go to ``model.generate`` (default: greedy, 64 new tokens). ``limit``
+    ``generation_kwargs`` (a ``GenerationSettings`` or a dict) go to ``model.generate``; settings
+    they leave out take :data:`DEFAULT_GENERATION`'s values, as everywhere the model generates. ``limit``
     keeps the first N rows of each task. ``device`` moves the model there; by default it stays
     where it is. The model's train/eval mode is restored afterwards.
     """
-    _check_inputs(examples_by_task, batch_size, limit, bertscore_model, generation_kwargs)
-    generation = dict(generation_kwargs or {"num_beams": 1, "max_new_tokens": 64})
+    generation = decoding_kwargs(generation_kwargs)
+    _check_inputs(examples_by_task, batch_size, limit, bertscore_model, generation)
     if device is not None:
         model.to(device)
     was_training = model.training

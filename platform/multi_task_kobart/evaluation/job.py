@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from multi_task_kobart.generation import DEFAULT_GENERATION, GenerationSettings
 from multi_task_kobart.tasks import TASKS
 
 
@@ -31,10 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None, help="default: every task in the data")
     parser.add_argument("--limit", type=int, default=None, help="at most N rows per task (quick looks)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--num-beams", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=None)
-    parser.add_argument("--length-penalty", type=float, default=None)
+    defaults = DEFAULT_GENERATION
+    parser.add_argument("--num-beams", type=int, default=defaults.num_beams,
+                        help=f"beam width, 1 = greedy (default: {defaults.num_beams})")
+    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                        help=f"default: {defaults.max_new_tokens}")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=defaults.no_repeat_ngram_size,
+                        help=f"no n-gram of this size twice in an output, 0 = off "
+                             f"(default: {defaults.no_repeat_ngram_size})")
+    parser.add_argument("--repetition-penalty", type=float, default=defaults.repetition_penalty,
+                        help=f"logit divisor for tokens already generated, 1.0 = off "
+                             f"(default: {defaults.repetition_penalty})")
+    parser.add_argument("--length-penalty", type=float, default=None,
+                        help="beam search length penalty (default: transformers')")
     parser.add_argument("--max-source-length", type=int, default=None,
                         help="default: the checkpoint's training setting, else the model's positions")
     parser.add_argument("--max-target-length", type=int, default=None)
@@ -44,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local Hugging Face encoder dir for BERTScore (skipped when absent)")
     parser.add_argument("--out", default="eval_report", help="output folder (default: ./eval_report)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: MLFLOW_TRACKING_URI or ./mlruns)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: MLFLOW_TRACKING_URI, else the project's mlruns/mlflow.db)")
     parser.add_argument("--mlflow-run-id", default=None, help="log metrics and files to this MLflow run")
     parser.add_argument("--mlflow-experiment", default=None,
                         help="log to a new run in this experiment (when no --mlflow-run-id is given)")
@@ -53,13 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Decoding settings passed to ``model.generate`` (only the ones that were set)."""
-    if args.num_beams < 1 or args.max_new_tokens < 1:
-        raise ValueError(f"--num-beams and --max-new-tokens must be >= 1, got "
-                         f"{args.num_beams} and {args.max_new_tokens}")
-    kwargs: dict[str, Any] = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
-    if args.no_repeat_ngram_size is not None:
-        kwargs["no_repeat_ngram_size"] = args.no_repeat_ngram_size
+    """Decoding settings passed to ``model.generate``; ``GenerationSettings`` checks the values."""
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                                  no_repeat_ngram_size=args.no_repeat_ngram_size,
+                                  repetition_penalty=args.repetition_penalty)
+    kwargs = settings.kwargs()
     if args.length_penalty is not None:
         kwargs["length_penalty"] = args.length_penalty
     return kwargs
@@ -67,7 +76,9 @@ def generation_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _training_lengths(checkpoint: Path) -> tuple[int | None, int | None]:
     """The max source/target lengths the checkpoint was trained with, if it saved them."""
-    path = checkpoint / "train_config.json"
+    from multi_task_kobart.training.checkpoint import TRAIN_CONFIG
+
+    path = checkpoint / TRAIN_CONFIG
     if not path.is_file():
         return None, None
     data = json.loads(path.read_text(encoding="utf-8")).get("data", {})
@@ -95,18 +106,17 @@ def _log(report: dict[str, Any], paths: dict[str, Path], args: argparse.Namespac
     """Log to ``--mlflow-run-id``, or to a new run in ``--mlflow-experiment``; None if neither."""
     if args.mlflow_run_id is None and args.mlflow_experiment is None:
         return None
-    import mlflow
-
     from multi_task_kobart import tracking
+    from multi_task_kobart.config import TrackingConfig
     from multi_task_kobart.evaluation.report import log_report_to_mlflow
 
-    tracking.configure(args.tracking_uri)
     if args.mlflow_run_id is not None:
-        return log_report_to_mlflow(report, paths, run_id=args.mlflow_run_id)
-    experiment_id = tracking.get_or_create_experiment(args.mlflow_experiment, args.tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="evaluate") as run:
-        mlflow.set_tag("model", report.get("model"))
-        return log_report_to_mlflow(report, paths, run_id=run.info.run_id)
+        return log_report_to_mlflow(report, paths, run_id=args.mlflow_run_id,
+                                    tracking_uri=args.tracking_uri)
+    cfg = TrackingConfig(tracking_uri=args.tracking_uri, experiment_name=args.mlflow_experiment)
+    with tracking.start_run(cfg, "evaluate", tags={"model": str(report.get("model"))}) as run:
+        return log_report_to_mlflow(report, paths, run_id=run.info.run_id,
+                                    tracking_uri=args.tracking_uri)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

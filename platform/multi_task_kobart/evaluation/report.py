@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -140,27 +139,14 @@ def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
 
 
 def log_report_to_mlflow(report: Mapping[str, Any], paths: Mapping[str, Path], *,
-                         run_id: str | None = None, step: int | None = None) -> str:
+                         run_id: str | None = None, step: int | None = None,
+                         tracking_uri: str | None = None) -> str:
     """Log the report's metrics and files to ``run_id`` (default: the active run); returns the id.
 
-    Goes through ``MlflowClient`` with an explicit run id, so it works inside a training run's
-    ``with mlflow.start_run()`` block as well as on a finished run picked by id.
+    The MLflow side is ``tracking.log_report`` (explicit run id and store), so this works inside
+    a training run's ``with`` block as well as on a finished run picked by id.
     """
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
+    from multi_task_kobart import tracking
 
-    if run_id is None:
-        active = mlflow.active_run()
-        if active is None:
-            raise ValueError("no MLflow run to log the evaluation to: pass run_id or call this "
-                             "inside mlflow.start_run()")
-        run_id = active.info.run_id
-    client = MlflowClient()
-    timestamp = int(time.time() * 1000)
-    entries = [Metric(key, value, timestamp, step or 0) for key, value in report_metrics(report).items()]
-    for start in range(0, len(entries), 500):  # MLflow accepts at most 1000 metrics per batch
-        client.log_batch(run_id, metrics=entries[start:start + 500])
-    for path in paths.values():
-        client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_DIR)
-    return run_id
+    return tracking.log_report(report_metrics(report), paths.values(), artifact_path=ARTIFACT_DIR,
+                               run_id=run_id, step=step, tracking_uri=tracking_uri)

@@ -4,9 +4,12 @@
 takes the object given to ``set_model``), so no pickled Python object is stored with the model.
 The checkpoint directory travels as the ``checkpoint`` artifact. Usage::
 
-    model = mlflow.pyfunc.load_model("models:/multi-task-kobart@candidate")
+    model = tracking.load_pyfunc_model("models:/multi-task-kobart@candidate")  # the resolved store
     model.predict(pd.DataFrame({"task": ["style_transfer"], "input": ["빨리 와"]}),
                   params={"max_new_tokens": 32})          # -> ["..."]
+
+Decoding parameters left out take ``generation.DEFAULT_GENERATION``'s values (as in the demo
+and the evaluation).
 
 The package itself (``multi_task_kobart``) must be importable where the model is loaded.
 """
@@ -19,6 +22,8 @@ import mlflow
 import torch
 from mlflow.pyfunc import PythonModel
 
+from multi_task_kobart.data.batching import pad_sources
+from multi_task_kobart.generation import DEFAULT_GENERATION, GenerationSettings
 from multi_task_kobart.tasks import validate_task
 
 
@@ -38,33 +43,26 @@ class MultiTaskKoBARTPyfunc(PythonModel):
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> list[str]:
         """``model_input``: DataFrame (or list of dicts) with ``task`` and ``input`` columns."""
         rows = _rows(model_input)
-        params = params or {}
-        max_new_tokens = int(params.get("max_new_tokens", 48))
-        num_beams = int(params.get("num_beams", 1))
+        settings = DEFAULT_GENERATION.with_params(params)
         outputs: list[str] = [""] * len(rows)
         by_task: dict[str, list[int]] = {}
         for index, (task, _) in enumerate(rows):
             by_task.setdefault(validate_task(task, allow_auto=True), []).append(index)
         for task, indices in by_task.items():
             texts = [rows[i][1] for i in indices]
-            for i, text in zip(indices, self._generate(task, texts, max_new_tokens, num_beams)):
+            for i, text in zip(indices, self._generate(task, texts, settings)):
                 outputs[i] = text
         return outputs
 
-    def _generate(self, task: str, texts: list[str], max_new_tokens: int, num_beams: int) -> list[str]:
+    def _generate(self, task: str, texts: list[str], settings: GenerationSettings) -> list[str]:
         from multi_task_kobart.tokenizer import encode_sources
 
         max_length = int(getattr(self.model.config, "max_position_embeddings", 1026)) - 2
         ids, _ = encode_sources(self.tokenizer, texts, max_length=min(max_length, 512))
-        width = max(len(row) for row in ids)
-        pad_id = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([row + [pad_id] * (width - len(row)) for row in ids])
-        lengths = torch.tensor([len(row) for row in ids])
-        attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+        input_ids, attention_mask = pad_sources(ids, self.tokenizer.pad_token_id)
         with torch.inference_mode():
             generated = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                            task=task, max_new_tokens=max_new_tokens,
-                                            num_beams=num_beams)
+                                            task=task, **settings.kwargs())
         return self.tokenizer.batch_decode(generated, skip_special_tokens=True)
 
 

@@ -5,11 +5,19 @@ A checkpoint directory holds::
     model.safetensors, config.json   MultiTaskKoBART.save_pretrained (loadable on its own)
     tokenizer.json (+ HF files)      the tokenizer the model was trained with
     train_config.json                the resolved ExperimentConfig
-    trainer_state.json               step, stage, data position, loss weights, metrics, MLflow id
+    trainer_state.json               format version, step, stage, data positions, task sampler,
+                                     loss weights, metrics, MLflow run id
     optimizer.pt, scheduler.pt       torch.save'd state dicts, loaded with weights_only=True
 
 Everything but the two ``.pt`` files is enough to serve or evaluate the model; those two
 make a resumed run continue exactly where it stopped.
+
+Versions of the format (``trainer_state.json``'s ``format_version``):
+
+- 0: no ``format_version`` key (checkpoints written before versions existed);
+- 1: adds ``format_version`` and the task sampler's state (``sampler``).
+
+Older versions load; a newer one is refused with a message, never half-read.
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from multi_task_kobart.model import WEIGHTS_NAME
+
 TRAINER_STATE = "trainer_state.json"
 TRAIN_CONFIG = "train_config.json"
 OPTIMIZER = "optimizer.pt"
-WEIGHTS = "model.safetensors"
 SCHEDULER = "scheduler.pt"
+#: The version this code writes; it reads every version up to this one.
+FORMAT_VERSION = 1
 
 
 @dataclass
@@ -43,14 +54,22 @@ class TrainerState:
     best_valid_loss: float | None = None
     mlflow_run_id: str | None = None
     world_size: int = 1
+    sampler: dict[str, Any] | None = None  # TaskSampler.state_dict() (format 1+)
+    format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrainerState":
+        """Read any format version up to :data:`FORMAT_VERSION` (a missing version is 0)."""
+        version = int(raw.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise ValueError(f"checkpoint format_version={version} is newer than this code reads "
+                             f"(up to {FORMAT_VERSION}); upgrade multi-task-kobart to load it.")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in raw.items() if key in known})
+        return cls(**{**{key: value for key, value in raw.items() if key in known},
+                      "format_version": version})
 
 
 def save_checkpoint(
@@ -71,7 +90,8 @@ def save_checkpoint(
         tokenizer.save_pretrained(str(directory))
     if config is not None:
         (directory / TRAIN_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False))
-    (directory / TRAINER_STATE).write_text(json.dumps(state.to_dict(), indent=2))
+    (directory / TRAINER_STATE).write_text(
+        json.dumps({**state.to_dict(), "format_version": FORMAT_VERSION}, indent=2))
     if optimizer is not None:
         torch.save(optimizer.state_dict(), directory / OPTIMIZER)
     if scheduler is not None:
@@ -105,7 +125,7 @@ def load_training_state(
 
     directory = Path(directory)
     state = read_trainer_state(directory)
-    weights = directory / WEIGHTS
+    weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{str(weights)!r} is missing: not a complete checkpoint.")
     load_model(model, str(weights), strict=True, device=str(next(model.parameters()).device))

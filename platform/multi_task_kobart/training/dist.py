@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -81,18 +81,3 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor.tolist()
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
-@contextlib.contextmanager
-def rank0_first() -> Iterator[None]:
-    """Let rank 0 run the block first (e.g. to fill a cache), then the others."""
-    if not is_rank0():
-        barrier()
-    yield
-    if is_rank0():
-        barrier()

@@ -1,8 +1,13 @@
-"""The per-rank training engine: model, DDP wrapper, optimizer, schedule, data streams.
+"""The per-rank training engine: one optimizer step, validation, and the state to resume.
 
 Plain torch (``torch.distributed`` only, no Ray), so every behaviour of the loop (task
 choice, freezing, accumulation, validation, checkpoint round trips) is testable in one
-process. ``loop.py`` drives it from inside a Ray Train worker.
+process. The engine is composed from parts that ``build.py`` makes out of the config; the
+Ray worker (``worker.py``) drives it.
+
+One optimizer step reads top to bottom in :meth:`TrainingEngine.train_step`: the strategy
+names the task of each micro-batch, that task's stream yields the batch, :func:`train_step`
+runs forward + backward through the objective, :func:`optimizer_step` clips and steps.
 
 DDP notes (why the code looks the way it does):
 - All ranks pick the same task per micro-step from the shared-seed strategy, so a step
@@ -16,83 +21,151 @@ DDP notes (why the code looks the way it does):
 from __future__ import annotations
 
 import contextlib
-import time
-from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from multi_task_kobart.config import ExperimentConfig
+from multi_task_kobart.model import token_cross_entropy
+from multi_task_kobart.tokenizer import LABEL_PAD
 from multi_task_kobart.training import dist
-from multi_task_kobart.training.checkpoint import TrainerState, load_training_state, save_checkpoint
-from multi_task_kobart.training.losses import build_loss_weighting
-from multi_task_kobart.training.schedule import cosine_with_warmup
-from multi_task_kobart.training.step import TaskObjective, eval_step, optimizer_step, train_step
+from multi_task_kobart.training.checkpoint import TrainerState, load_training_state
+from multi_task_kobart.training.metrics import TrainMetricsWindow
+from multi_task_kobart.training.objective import TaskObjective
 from multi_task_kobart.training.strategies import Strategy, apply_freezing
-from multi_task_kobart.training.streams import (BatchPlanner, BatchStream, Collate, TaskRows,
-                                                fixed_batches, move_to)
+from multi_task_kobart.training.streams import BatchStream, move_to
 
-_NO_DECAY_HINTS = ("bias", "layer_norm", "layernorm", "norm.weight", "log_vars")
-
-
-def build_optimizer(module: nn.Module, cfg: ExperimentConfig) -> torch.optim.AdamW:
-    """AdamW over every parameter (frozen ones too: they are skipped while their grad is None,
-    and a later unfreeze needs no new optimizer); no weight decay on biases, norms, loss weights."""
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        (no_decay if any(hint in name.lower() for hint in _NO_DECAY_HINTS) else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.training.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    # The fused kernel (CPU and CUDA) updates all parameters of a group in one pass; the default
-    # per-parameter loop costs ~0.3 s per step at KoBART-base size on a 2-core CPU.
-    return torch.optim.AdamW(groups, lr=cfg.training.lr, betas=cfg.training.betas,
-                             fused=module_device(module).type in ("cpu", "cuda"))
+Batch = dict[str, torch.Tensor]
 
 
-def module_device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
+# --------------------------------------------------------------------------- one step
 
 
-def build_strategy(cfg: ExperimentConfig, sampler: Any) -> Strategy:
-    t = cfg.training
-    return Strategy(name=t.strategy, tasks=tuple(cfg.tasks), max_steps=t.max_steps,
-                    grad_accum_steps=t.grad_accum_steps, sampler=sampler,
-                    stage_one_steps=t.resolved_stage_one_steps if t.strategy == "two_stage" else 0,
-                    freeze_encoder=t.freeze_encoder)
+@dataclass
+class StepResult:
+    """What one micro-batch forward/backward produced (all detached)."""
+
+    loss: torch.Tensor  # the weighted loss that was back-propagated (before loss_scale)
+    n_tokens: int  # target tokens (labels != LABEL_PAD)
+    nll: float | None = None  # unweighted mean token NLL of the task decoder
+    router_loss: float | None = None
+
+
+def _forward(model: nn.Module, batch: Batch, task: str) -> dict | object:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 labels=batch["labels"], task=task)
+
+
+def _field(outputs: object, name: str) -> torch.Tensor | None:
+    """A field of a TaskObjective's dict or of a model output object."""
+    if isinstance(outputs, dict):
+        return outputs.get(name)
+    return getattr(outputs, name, None)
+
+
+def train_step(model: nn.Module, batch: Batch, task: str, *, loss_scale: float = 1.0,
+               autocast_dtype: torch.dtype | None = None) -> StepResult:
+    """Forward + backward of one micro-batch of ``task``.
+
+    ``model`` is a ``TaskObjective`` (possibly DDP-wrapped) or a bare ``MultiTaskKoBART``.
+    ``loss_scale`` divides the loss for gradient accumulation (1 / accumulation steps).
+    Gradients accumulate into ``.grad``; the optimizer step is :func:`optimizer_step`.
+    """
+    with dist.autocast(batch["input_ids"].device, autocast_dtype):
+        outputs = _forward(model, batch, task)
+    loss = _field(outputs, "loss")
+    if loss is None:
+        raise ValueError(f"model returned no loss for task {task!r}; the batch needs 'labels'.")
+    (loss * loss_scale).backward()
+    nll, router_loss = _field(outputs, "nll"), _field(outputs, "router_loss")
+    return StepResult(
+        loss=loss.detach(),
+        n_tokens=int((batch["labels"] != LABEL_PAD).sum()),
+        nll=float(nll) if nll is not None else float(loss.detach()),
+        router_loss=float(router_loss) if router_loss is not None else None,
+    )
+
+
+def clip_and_norm(parameters: list[nn.Parameter], max_grad_norm: float | None) -> float:
+    """Total gradient norm (clipped to ``max_grad_norm`` when given)."""
+    grads = [p for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    if max_grad_norm is None:
+        return float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.grad.detach().float()) for p in grads])))
+    return float(torch.nn.utils.clip_grad_norm_(grads, max_grad_norm))
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+                   max_grad_norm: float | None) -> float:
+    """Clip, step the optimizer and scheduler, clear gradients; returns the pre-clip grad norm.
+
+    Gradients are set to ``None`` (not zero) so that parameters a step did not touch (other
+    tasks' decoders) are skipped by AdamW entirely: no weight decay, no momentum drift.
+    """
+    grad_norm = clip_and_norm(list(model.parameters()), max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+@torch.no_grad()
+def eval_step(model: nn.Module, batch: Batch, task: str, *,
+              autocast_dtype: torch.dtype | None = None) -> tuple[float, int]:
+    """Summed token NLL and number of target tokens of one batch under ``task``'s decoder.
+
+    Takes the bare ``MultiTaskKoBART`` (not the DDP wrapper: evaluation must not trigger
+    DDP's gradient synchronisation bookkeeping).
+    """
+    if isinstance(model, TaskObjective):
+        model = model.model
+    with dist.autocast(batch["input_ids"].device, autocast_dtype):
+        outputs = _forward(model, batch, task)
+    labels = batch["labels"]
+    nll = token_cross_entropy(_field(outputs, "logits"), labels, reduction="sum")
+    return float(nll), int((labels != LABEL_PAD).sum())
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class StepInfo:
+    """What :meth:`TrainingEngine.train_step` did: the task of each micro-batch, lr, norm."""
+
+    tasks: list[str]
+    lr: float
+    grad_norm: float
 
 
 class TrainingEngine:
-    """Everything one rank needs to run, validate and checkpoint the training loop."""
+    """One rank's training state and the operations on it (no Ray, no files but checkpoints).
 
-    def __init__(self, cfg: ExperimentConfig, model: nn.Module, *, train_rows: dict[str, TaskRows],
-                 valid_rows: dict[str, TaskRows], planner: BatchPlanner, collate: Collate,
-                 sampler: Any, device: torch.device, tokenizer: Any = None) -> None:
-        self.cfg, self.model, self.tokenizer, self.device = cfg, model, tokenizer, device
-        self.autocast_dtype = dist.choose_autocast_dtype(device, cfg.training.precision)
-        weighting = build_loss_weighting(cfg.training.loss_weighting, cfg.tasks,
-                                         cfg.training.task_weights)
-        router_weight = cfg.training.router_loss_weight if cfg.model.router else 0.0
-        self.objective = TaskObjective(model, weighting, router_weight,
-                                       cfg.training.label_smoothing).to(device)
-        self.optimizer = build_optimizer(self.objective, cfg)
-        self.scheduler = cosine_with_warmup(self.optimizer, warmup_steps=cfg.training.warmup_steps,
-                                            max_steps=cfg.training.max_steps,
-                                            min_lr_ratio=cfg.training.min_lr_ratio)
-        self.strategy = build_strategy(cfg, sampler)
-        self.streams = {task: BatchStream(train_rows[task], planner, collate, seed=cfg.seed + 7919 * i)
-                        for i, task in enumerate(cfg.tasks)}
-        self.valid_batches = {task: fixed_batches(valid_rows[task], planner, collate, cfg.seed,
-                                                  cfg.training.eval_batches)
-                              for task in cfg.tasks if task in valid_rows}
+    Built by :func:`multi_task_kobart.training.build.build_engine`; tests build it from
+    parts directly.
+    """
+
+    def __init__(self, objective: TaskObjective, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, strategy: Strategy,
+                 streams: dict[str, BatchStream], valid_batches: dict[str, list[Batch]], *,
+                 device: torch.device, max_grad_norm: float | None,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        self.objective, self.model = objective, objective.model
+        self.optimizer, self.scheduler, self.strategy = optimizer, scheduler, strategy
+        self.streams, self.valid_batches = streams, valid_batches
+        self.tasks = list(strategy.tasks)
+        self.device, self.max_grad_norm, self.autocast_dtype = device, max_grad_norm, autocast_dtype
         self.state = TrainerState(world_size=dist.get_world_size())
-        self.module: nn.Module = self.objective
-        self._window = _Window()
-        apply_freezing(model, self.strategy.encoder_frozen(0))
+        self.module: nn.Module = objective
+        self._window = TrainMetricsWindow()
+        apply_freezing(self.model, strategy.encoder_frozen(0))
         self._wrap()
-
-    # ------------------------------------------------------------------ DDP
 
     def _wrap(self) -> None:
         """(Re)build the DDP wrapper around the objective (identity without a process group)."""
@@ -108,14 +181,12 @@ class TrainingEngine:
             return contextlib.nullcontext()
         return self.module.no_sync()
 
-    # ------------------------------------------------------------------ training
-
-    def train_step(self, step: int) -> dict[str, Any]:
-        """One optimizer step (``grad_accum_steps`` micro-batches); returns what it did."""
+    def train_step(self, step: int) -> StepInfo:
+        """One optimizer step (``strategy.grad_accum_steps`` micro-batches)."""
         if apply_freezing(self.model, self.strategy.encoder_frozen(step)):
             self._wrap()
         self.objective.train()
-        accum = self.cfg.training.grad_accum_steps
+        accum = self.strategy.grad_accum_steps
         tasks = []
         for micro in range(accum):
             task = self.strategy.task_for(step, micro)
@@ -127,27 +198,23 @@ class TrainingEngine:
                              int(batch["attention_mask"].sum()) + result.n_tokens)
             tasks.append(task)
         lr = self.scheduler.get_last_lr()[0]
-        grad_norm = optimizer_step(self.module, self.optimizer, self.scheduler,
-                                   self.cfg.training.max_grad_norm)
+        grad_norm = optimizer_step(self.module, self.optimizer, self.scheduler, self.max_grad_norm)
         self.state.step = step + 1
         self.state.stage = self.strategy.stage_for(step)
-        self._window.steps += 1
-        self._window.grad_norm = grad_norm
-        return {"tasks": tasks, "lr": lr, "grad_norm": grad_norm}
+        self._window.end_step(grad_norm)
+        return StepInfo(tasks=tasks, lr=lr, grad_norm=grad_norm)
 
     def collect_train_metrics(self) -> dict[str, float]:
         """Train metrics since the last call, summed over ranks (a collective: all ranks call)."""
-        return self._window.reduce(self.cfg.tasks, self.device, self.scheduler.get_last_lr()[0],
+        return self._window.reduce(self.tasks, self.device, self.scheduler.get_last_lr()[0],
                                    self.objective.weighting.current_weights())
-
-    # ------------------------------------------------------------------ validation
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Per-task validation loss (token-weighted mean NLL over all ranks) and their mean."""
         self.objective.eval()
         sums = []
-        for task in self.cfg.tasks:
+        for task in self.tasks:
             nll, tokens = 0.0, 0
             for batch in self.valid_batches.get(task, []):
                 batch_nll, batch_tokens = eval_step(self.model, move_to(batch, self.device), task,
@@ -156,16 +223,12 @@ class TrainingEngine:
             sums.extend([nll, float(tokens)])
         totals = dist.all_reduce_sum(sums, self.device)
         self.objective.train()
-        metrics = {}
-        for i, task in enumerate(self.cfg.tasks):
-            nll, tokens = totals[2 * i], totals[2 * i + 1]
-            if tokens > 0:
-                metrics[f"valid_loss/{task}"] = nll / tokens
-        per_task = [v for k, v in metrics.items() if k.startswith("valid_loss/")]
-        metrics["valid_loss"] = sum(per_task) / len(per_task) if per_task else float("nan")
+        metrics = {f"valid_loss/{task}": totals[2 * i] / totals[2 * i + 1]
+                   for i, task in enumerate(self.tasks) if totals[2 * i + 1] > 0}
+        metrics["valid_loss"] = sum(metrics.values()) / len(metrics) if metrics else float("nan")
         return metrics
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ resume state
 
     def gather_data_state(self) -> dict[str, Any]:
         """Every rank's stream positions, gathered on all ranks (a collective)."""
@@ -176,14 +239,15 @@ class TrainingEngine:
         torch.distributed.all_gather_object(gathered, local)
         return {str(rank): value for rank, value in enumerate(gathered)}
 
-    def save(self, directory: str, data_state: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Write a full checkpoint (call on rank 0 after :meth:`gather_data_state`)."""
+    def checkpoint_state(self, data_state: dict[str, Any], metrics: dict[str, Any]) -> TrainerState:
+        """The :class:`TrainerState` to save now (after :meth:`gather_data_state`)."""
         self.state.data_state = data_state
         self.state.metrics = dict(metrics)
         log_vars = getattr(self.objective.weighting, "log_vars", None)
         self.state.loss_log_vars = log_vars.detach().cpu().tolist() if log_vars is not None else None
-        save_checkpoint(directory, model=self.model, state=self.state, config=self.cfg.to_dict(),
-                        tokenizer=self.tokenizer, optimizer=self.optimizer, scheduler=self.scheduler)
+        sampler = self.strategy.sampler
+        self.state.sampler = sampler.state_dict() if hasattr(sampler, "state_dict") else None
+        return self.state
 
     def restore(self, directory: str) -> TrainerState:
         """Load weights, optimizer, scheduler, loss weights and this rank's data position."""
@@ -203,38 +267,3 @@ class TrainingEngine:
         if apply_freezing(self.model, self.strategy.encoder_frozen(state.step)):
             self._wrap()
         return state
-
-
-class _Window:
-    """Per-task sums between two log points (loss x tokens, tokens, all tokens, time)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.nll: dict[str, float] = defaultdict(float)
-        self.tokens: dict[str, int] = defaultdict(int)
-        self.all_tokens, self.steps, self.grad_norm = 0, 0, 0.0
-        self.started = time.perf_counter()
-
-    def add(self, task: str, nll: float, n_tokens: int, all_tokens: int) -> None:
-        self.nll[task] += nll * n_tokens
-        self.tokens[task] += n_tokens
-        self.all_tokens += all_tokens
-
-    def reduce(self, tasks: list[str], device: torch.device, lr: float,
-               weights: dict[str, float]) -> dict[str, float]:
-        values = [x for t in tasks for x in (self.nll[t], float(self.tokens[t]))]
-        totals = dist.all_reduce_sum(values + [float(self.all_tokens)], device)
-        seconds = max(time.perf_counter() - self.started, 1e-9)
-        metrics = {"lr": lr, "grad_norm": self.grad_norm, "tokens_per_s": totals[-1] / seconds,
-                   "step_time_s": seconds / max(self.steps, 1)}
-        for i, task in enumerate(tasks):
-            if totals[2 * i + 1] > 0:
-                metrics[f"train_loss/{task}"] = totals[2 * i] / totals[2 * i + 1]
-        seen = [metrics[k] for k in metrics if k.startswith("train_loss/")]
-        if seen:
-            metrics["train_loss"] = sum(seen) / len(seen)
-        metrics.update({f"loss_weight/{task}": w for task, w in weights.items()})
-        self.reset()
-        return metrics

@@ -4,7 +4,7 @@ Six families of sentences, each a product of slots (openers, times, objects, ver
 requests, "come here" orders, first-person statements, questions to the listener (subject
 honorific), suggestions and 뭐-questions. Slot values come in (casual, formal) pairs where the
 wording itself changes (이거 -> 이것, 이따가 -> 잠시 후에, 같이 -> 함께), and every verb ending is
-computed by :mod:`corpus_korean`, so 먹었어 becomes 드셨습니까 for a listener but 먹었습니다 for
+computed by :mod:`.korean`, so 먹었어 becomes 드셨습니까 for a listener but 먹었습니다 for
 the speaker.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from multi_task_kobart.data.corpus_korean import (
+from multi_task_kobart.data.corpus.korean import (
     Candidate, Verb, banmal, connective, formal, honorific, honorific_stem, josa, prospective,
     suggest,
 )

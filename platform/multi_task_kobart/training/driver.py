@@ -1,7 +1,7 @@
-"""Driver side: prepare the data, assemble the ``TorchTrainer``, run it, summarise the result.
+"""The driver: prepare the data, assemble the ``TorchTrainer``, run it, return a typed result.
 
-``run_training(cfg)`` is what ``jobs/train.py`` (and Ray Tune trials) call. Ray Train V2
-semantics worth knowing:
+``run_training(cfg)`` is what ``jobs/train.py``, the demo (and Ray Tune trials) call. Ray
+Train V2 semantics worth knowing:
 
 - The run lives in ``<run.storage_path>/<name>``. Starting a run with a name that already
   has checkpoints there resumes from its latest one (the V2 controller restores its
@@ -9,6 +9,12 @@ semantics worth knowing:
 - ``FailureConfig(max_failures)`` restarts the worker group after a crash, again from
   the latest checkpoint. A run that runs out of retries raises ``TrainingFailedError``.
 - ``CheckpointConfig`` keeps the K best checkpoints by ``valid_loss`` (plus the latest).
+
+Relative paths in the config resolve against a root directory that the user chose
+(``root``; ``jobs/train.py --root``, or ``MTK_ROOT_DIR``), by default the current directory.
+Under ``ray job submit --working-dir .`` the current directory is Ray's temporary copy of
+the working dir, which vanishes with the Ray session: there a relative path without a root
+is refused, so checkpoints and prepared data never land somewhere that disappears.
 """
 
 from __future__ import annotations
@@ -17,17 +23,24 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from multi_task_kobart.config import ExperimentConfig
+from multi_task_kobart.training.worker import StepCallback, WorkerResult
 
 #: Paths in the config that workers must see as absolute (Ray Train V2 changes the
 #: worker's working directory to the run folder).
 _PATH_FIELDS = (("data", "prepared_dir"), ("data", "source"), ("data", "tokenizer"),
                 ("model", "pretrained"), ("run", "storage_path"))
+#: Paths that are always local folders (the others may also be hub ids or "bundled").
+_FOLDER_FIELDS = (("data", "prepared_dir"), ("run", "storage_path"))
 #: What workers read from the shards: a stable row id (for a deterministic split by rank)
 #: and the token ids.
 _ROW_COLUMNS = ("id", "input_ids", "labels")
+#: The environment variable that names the root for relative paths.
+ROOT_ENV = "MTK_ROOT_DIR"
+#: Ray unpacks ``--working-dir`` uploads below this folder of its session directory.
+_RAY_WORKING_DIR_MARK = os.path.join("runtime_resources", "working_dir_files")
 
 
 @dataclass
@@ -50,18 +63,40 @@ class TrainingResult:
         return dataclasses.asdict(self)
 
 
-def resolve_paths(cfg: ExperimentConfig, base: Path | None = None) -> ExperimentConfig:
-    """A copy of ``cfg`` whose local paths are absolute (hub ids and "bundled" untouched)."""
-    base = base or Path.cwd()
+def _inside_ray_working_dir(path: Path) -> bool:
+    return _RAY_WORKING_DIR_MARK in str(path)
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """The folder relative config paths resolve against: ``root``, ``$MTK_ROOT_DIR``, or the cwd."""
+    chosen = root or os.environ.get(ROOT_ENV)
+    return Path(chosen).expanduser().resolve() if chosen else Path.cwd()
+
+
+def resolve_paths(cfg: ExperimentConfig, root: str | Path | None = None) -> ExperimentConfig:
+    """A copy of ``cfg`` whose local paths are absolute (hub ids and "bundled" untouched).
+
+    Raises ``ValueError`` when a relative folder would resolve inside Ray's temporary copy of
+    the working dir and no root was chosen.
+    """
+    base = resolve_root(root)
+    explicit = bool(root or os.environ.get(ROOT_ENV))
     raw = cfg.to_dict()
     for section, key in _PATH_FIELDS:
         value = raw[section][key]
         if not value or value == "bundled" or "://" in value:
             continue
         candidate = Path(value).expanduser()
-        candidate = candidate if candidate.is_absolute() else base / candidate
+        if not candidate.is_absolute():
+            if (section, key) in _FOLDER_FIELDS and not explicit and _inside_ray_working_dir(base):
+                raise ValueError(
+                    f"{section}.{key}={value!r} is relative and the job runs in Ray's temporary copy "
+                    f"of the working dir ({base}), which is deleted with the Ray session. Pass "
+                    f"--root <folder> (e.g. --root \"$PWD\" on the submitting machine) or set "
+                    f"{ROOT_ENV}, or give {section}.{key} as an absolute path or URI.")
+            candidate = base / candidate
         # A relative value that does not exist may be a hub id (owner/name): keep it.
-        if key in ("prepared_dir", "storage_path") or candidate.exists():
+        if (section, key) in _FOLDER_FIELDS or candidate.exists():
             raw[section][key] = str(candidate.resolve())
     if cfg.tracking.enabled:
         from multi_task_kobart import tracking
@@ -112,17 +147,18 @@ def build_datasets(cfg: ExperimentConfig, prepared_path: str | Path) -> tuple[di
     return datasets, in_memory
 
 
-def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path | None = None) -> Any:
-    """The ``TorchTrainer`` for ``cfg`` (prepares the data when ``prepared_path`` is None)."""
+def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path,
+                  step_callbacks: Sequence[StepCallback] = ()) -> Any:
+    """The ``TorchTrainer`` for ``cfg`` (paths already resolved) over prepared data.
+
+    ``step_callbacks`` run on every rank before each optimizer step (see ``worker.StepCallback``).
+    """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from multi_task_kobart.training import dist
-    from multi_task_kobart.training.loop import train_func_per_worker
+    from multi_task_kobart.training.worker import train_func_per_worker
 
-    cfg = resolve_paths(cfg)
-    if prepared_path is None:
-        prepared_path = prepare_data(cfg).path
     s, t = cfg.scaling, cfg.training
     datasets, in_memory = build_datasets(cfg, prepared_path)
     resources = {"CPU": s.cpus_per_worker, **({"GPU": 1} if s.use_gpu else {})}
@@ -136,7 +172,7 @@ def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path | None = None
     return TorchTrainer(
         train_func_per_worker,
         train_loop_config={"experiment": cfg.to_dict(), "prepared_path": str(prepared_path),
-                           "shard_by_rank": in_memory},
+                           "shard_by_rank": in_memory, "step_callbacks": list(step_callbacks)},
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend=dist.choose_backend(s.use_gpu)),
@@ -175,17 +211,24 @@ def init_ray(cfg: ExperimentConfig) -> None:
     ray.init(num_cpus=max(os.cpu_count() or 1, needed))
 
 
-def run_training(cfg: ExperimentConfig) -> TrainingResult:
-    """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`."""
+def run_training(cfg: ExperimentConfig, *, root: str | Path | None = None,
+                 step_callbacks: Sequence[StepCallback] = ()) -> TrainingResult:
+    """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`.
+
+    ``root``: the folder relative config paths resolve against (see :func:`resolve_paths`).
+    """
+    cfg = resolve_paths(cfg, root)
     init_ray(cfg)
-    cfg = resolve_paths(cfg)
     prepared = prepare_data(cfg)
-    result = build_trainer(cfg, prepared.path).fit()
+    print(f"[paths] checkpoints: {Path(cfg.run.storage_path) / cfg.run_name}\n"
+          f"[paths] prepared data: {prepared.path}\n"
+          f"[paths] MLflow: {cfg.tracking.tracking_uri if cfg.tracking.enabled else 'off'}", flush=True)
+    result = build_trainer(cfg, prepared.path, step_callbacks).fit()
     return _summarise(cfg, result, str(prepared.path))
 
 
 def _summarise(cfg: ExperimentConfig, result: Any, prepared_path: str) -> TrainingResult:
-    outcome = result.return_value or {}
+    outcome: WorkerResult = result.return_value
     best = None
     if result.best_checkpoints:
         best = min(result.best_checkpoints,
@@ -194,8 +237,7 @@ def _summarise(cfg: ExperimentConfig, result: Any, prepared_path: str) -> Traini
         run_name=cfg.run_name, run_path=str(result.path),
         checkpoint_path=result.checkpoint.path if result.checkpoint else None,
         best_checkpoint_path=best.path if best is not None else None,
-        metrics=dict(outcome.get("metrics") or result.metrics or {}),
-        evaluation=outcome.get("evaluation"), mlflow_run_id=outcome.get("mlflow_run_id"),
-        registered_model=outcome.get("registered_model"),
-        resumed_from_step=outcome.get("resumed_from_step"),
-        world_size=int(outcome.get("world_size") or 0), prepared_path=prepared_path)
+        metrics=dict(outcome.metrics), evaluation=outcome.evaluation,
+        mlflow_run_id=outcome.mlflow_run_id, registered_model=outcome.registered_model,
+        resumed_from_step=outcome.resumed_from_step, world_size=outcome.world_size,
+        prepared_path=prepared_path)

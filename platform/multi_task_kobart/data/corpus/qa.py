@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
-from multi_task_kobart.data.corpus_korean import Candidate, josa
+from multi_task_kobart.data.corpus.korean import Candidate, josa
 
 _ROOTS = ["해솔", "가람", "누리", "한빛", "솔뫼", "다온", "별하", "이음", "청람", "새봄", "윤슬",
           "미리내", "아라", "하늬", "라온", "늘봄", "단비", "여울", "너울", "마루", "한울", "나래",

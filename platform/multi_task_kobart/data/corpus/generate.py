@@ -1,6 +1,6 @@
-"""The bundled Korean multi-task corpus: deterministic, template-generated, with a held-out split.
+"""Sampling and splitting of the bundled corpus: the generator behind ``generate_corpus``.
 
-Each task module (``corpus_style``, ``corpus_dialogue``, ``corpus_role``, ``corpus_qa``)
+Each task module of this package (``style``, ``dialogue``, ``role``, ``qa``)
 enumerates candidate rows from slot combinations, grouped into families (requests, meetings,
 roles, entity kinds, ...). This module decides the split and the sample:
 
@@ -23,11 +23,11 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from multi_task_kobart.data.corpus_dialogue import dialogue_families
-from multi_task_kobart.data.corpus_korean import Candidate
-from multi_task_kobart.data.corpus_qa import qa_families
-from multi_task_kobart.data.corpus_role import role_families
-from multi_task_kobart.data.corpus_style import style_transfer_families
+from multi_task_kobart.data.corpus.dialogue import dialogue_families
+from multi_task_kobart.data.corpus.korean import Candidate
+from multi_task_kobart.data.corpus.qa import qa_families
+from multi_task_kobart.data.corpus.role import role_families
+from multi_task_kobart.data.corpus.style import style_transfer_families
 from multi_task_kobart.tasks import (
     DIALOGUE_SUMMARIZATION, QA_GENERATION, ROLE_GENERATION, STYLE_TRANSFER, TASKS, validate_task,
 )
@@ -132,14 +132,3 @@ def write_corpus(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         paths[split] = path
     return paths
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Write the bundled Korean multi-task corpus as JSONL.")
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    for split_name, written in write_corpus(args.out_dir, args.seed).items():
-        print(f"{split_name}: {written}")

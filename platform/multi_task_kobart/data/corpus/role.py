@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from itertools import product
 
-from multi_task_kobart.data.corpus_korean import Candidate, Verb, josa, prospective, suggest
+from multi_task_kobart.data.corpus.korean import Candidate, Verb, josa, prospective, suggest
 
 _CONCEPTS = [
     ("파이썬", "배우기 쉬운 프로그래밍 언어"),

@@ -57,11 +57,6 @@ def _with_final(char: str, final: int) -> str:
     return join_syllable(initial, medial, final)
 
 
-def _with_medial(char: str, medial: int) -> str:
-    initial, _, final = split_syllable(char)
-    return join_syllable(initial, medial, final)
-
-
 def _last_sound(word: str) -> tuple[bool, bool]:
     """(ends in a batchim, that batchim is ㄹ) for the last pronounced character of ``word``."""
     stripped = word.rstrip(" .,!?)'\"》")

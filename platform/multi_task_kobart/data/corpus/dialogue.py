@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import product
 
-from multi_task_kobart.data.corpus_korean import Candidate, josa
+from multi_task_kobart.data.corpus.korean import Candidate, josa
 
 _EVENTS = ["회의", "팀 회의", "면접", "세미나", "워크숍", "발표 연습", "주간 회의",
            "프로젝트 회의", "신입 교육", "고객 미팅"]

@@ -1,0 +1,350 @@
+"""``train_func_per_worker``: the Ray Train worker (with driver.py, the only Ray code here).
+
+Shape of one run, on every rank::
+
+    config -> tokenizer, model, this rank's rows of every task (token ids, in memory)
+    -> engine (build.py) -> resume from ray.train.get_checkpoint() if any
+    -> for step in [start, max_steps): train; log / validate / checkpoint on schedule
+    -> final validation, rank-0 evaluation on the held-out split, final checkpoint + report
+    -> a WorkerResult (rank 0's is the run's result)
+
+Rules that keep DDP and Ray Train happy: every rank runs the same steps and reaches the
+same collectives (metric all-reduces, ``ray.train.report``) at the same points; only rank 0
+writes checkpoints, prints and talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import ray.train
+import torch
+
+from multi_task_kobart.config import ExperimentConfig
+from multi_task_kobart.training import dist
+from multi_task_kobart.training.build import build_collate, build_engine, build_model, build_sampler
+from multi_task_kobart.training.checkpoint import parameter_checksum, read_trainer_state, save_checkpoint
+from multi_task_kobart.training.engine import TrainingEngine
+from multi_task_kobart.training.metrics import format_progress, format_validation
+from multi_task_kobart.training.streams import TaskRows
+
+_READ_BATCH = 4096
+
+
+class StepCallback(Protocol):
+    """Called on every rank before optimizer step ``step`` (0-based) runs.
+
+    ``resumed`` tells whether this worker group started from a checkpoint. Callbacks
+    travel to the workers pickled, so they must be picklable (module-level functions,
+    ``functools.partial`` of them, or small objects).
+    """
+
+    def __call__(self, step: int, resumed: bool) -> None: ...
+
+
+@dataclass
+class WorkerResult:
+    """What ``train_func_per_worker`` returns; rank 0's becomes the run's result."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)  # the final report's metrics
+    evaluation: dict[str, float] | None = None  # held-out headline metrics (rank 0)
+    mlflow_run_id: str | None = None
+    registered_model: str | None = None  # models:/<name>@<alias>, when registered
+    resumed_from_step: int | None = None  # None for a fresh start
+    world_size: int = 1
+
+
+# --------------------------------------------------------------------------- this rank's rows
+
+
+def _materialise(shard: Any, task: str, by_rank: bool) -> TaskRows:
+    """This rank's rows of one dataset, read once into lists of token ids.
+
+    ``by_rank``: the iterator yields every row (an in-memory dataset replicated to all
+    workers); rows are ordered by their stable id and rank r keeps every world_size-th
+    row from r, so the split is identical on every run and a resumed run's data position
+    points at the same rows.
+    """
+    ids: list[str] = []
+    input_ids: list[list[int]] = []
+    labels: list[list[int]] = []
+    if shard is not None:
+        for batch in shard.iter_batches(batch_size=_READ_BATCH, batch_format="pyarrow"):
+            ids.extend(batch.column("id").to_pylist())
+            input_ids.extend(batch.column("input_ids").to_pylist())
+            labels.extend(batch.column("labels").to_pylist())
+    if by_rank and ids:
+        order = sorted(range(len(ids)), key=ids.__getitem__)[dist.get_rank()::dist.get_world_size()]
+        input_ids, labels = [input_ids[i] for i in order], [labels[i] for i in order]
+    return TaskRows(task, input_ids, labels)
+
+
+def _shard_or_none(name: str) -> Any:
+    try:
+        return ray.train.get_dataset_shard(name)
+    except KeyError:  # e.g. a task without validation rows
+        return None
+
+
+def _read_rows(tasks: list[str], by_rank: bool) -> tuple[dict[str, TaskRows], dict[str, TaskRows]]:
+    """Train and valid rows of every task (read concurrently: each dataset is a separate
+    Ray Data execution with its own start-up latency)."""
+    names = [(split, task) for split in ("train", "valid") for task in tasks]
+    shards = {name: _shard_or_none(f"{name[0]}_{name[1]}") for name in names}
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        rows = dict(zip(names, pool.map(lambda name: _materialise(shards[name], name[1], by_rank),
+                                        names)))
+    train = {task: rows["train", task] for task in tasks}
+    valid = {task: rows["valid", task] for task in tasks}
+    dist.print0(f"[data] {sum(map(len, train.values()))} train / {sum(map(len, valid.values()))} "
+                f"valid rows on rank 0, read in {time.perf_counter() - started:.1f}s")
+    return train, valid
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _setup(cfg: ExperimentConfig, prepared_path: str, by_rank: bool,
+           resume_dir: str | None) -> tuple[TrainingEngine, Any]:
+    """Tokenizer, model, rows and the engine; the sampler comes from the checkpoint if any."""
+    from multi_task_kobart.data.prepare import read_manifest
+    from multi_task_kobart.tokenizer import load_tokenizer
+
+    device = dist.choose_device(cfg.scaling.use_gpu)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    model = build_model(cfg.model, cfg.tasks, tokenizer)
+    train_rows, valid_rows = _read_rows(cfg.tasks, by_rank)
+    saved_sampler = read_trainer_state(resume_dir).sampler if resume_dir else None
+    sampler = build_sampler(cfg.data, read_manifest(prepared_path), cfg.tasks, cfg.seed, saved_sampler)
+    engine = build_engine(cfg, model, train_rows=train_rows, valid_rows=valid_rows,
+                          collate_fn=build_collate(tokenizer.pad_token_id), sampler=sampler,
+                          device=device)
+    return engine, tokenizer
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def _log_train(engine: TrainingEngine, step: int, max_steps: int, task: str) -> None:
+    from multi_task_kobart import tracking
+
+    metrics = engine.collect_train_metrics()  # a collective: every rank calls it
+    dist.print0(format_progress(step, max_steps, task, metrics))
+    if dist.is_rank0():
+        tracking.log_metrics(metrics, step=step)
+
+
+def _log_valid(valid: dict[str, float], step: int) -> None:
+    from multi_task_kobart import tracking
+
+    if dist.is_rank0():
+        dist.print0(format_validation(step, valid))
+        tracking.log_metrics(valid, step=step)
+
+
+def _print_task_mix(engine: TrainingEngine, micro_steps: int) -> None:
+    """Expected vs observed task shares of the run (simultaneous and two_stage mixing)."""
+    from multi_task_kobart.data.sampling import format_balance
+
+    sampler = engine.strategy.sampler
+    if sampler is None or engine.strategy.name == "sequential" or len(engine.tasks) < 2:
+        return
+    dist.print0(format_balance(sampler.balance_report(micro_steps)))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class _Checkpointer:
+    """Writes full checkpoints on rank 0 and reports them to Ray Train (all ranks report)."""
+
+    def __init__(self, cfg: ExperimentConfig, engine: TrainingEngine, tokenizer: Any) -> None:
+        self.cfg, self.engine, self.tokenizer = cfg, engine, tokenizer
+
+    def report(self, metrics: dict[str, Any], step: int,
+               after_save: Callable[[Path], None] | None = None) -> None:
+        """Rank 0 writes a checkpoint into a temp dir and reports it; other ranks report None.
+
+        ``after_save`` runs on rank 0 while the local copy still exists (final MLflow upload).
+        """
+        data_state = self.engine.gather_data_state()  # a collective
+        if not dist.is_rank0():
+            ray.train.report(metrics, checkpoint=None)
+            return
+        engine = self.engine
+        with tempfile.TemporaryDirectory(prefix="mtk-ckpt-") as tmp:
+            save_checkpoint(tmp, model=engine.model, state=engine.checkpoint_state(data_state, metrics),
+                            config=self.cfg.to_dict(), tokenizer=self.tokenizer,
+                            optimizer=engine.optimizer, scheduler=engine.scheduler)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"checkpoint_{step:07d}")
+            if after_save is not None:
+                after_save(Path(tmp))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _run_steps(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkpointer,
+               start: int, resumed: bool, callbacks: list[StepCallback]) -> None:
+    """Steps ``[start, max_steps)`` with periodic logging, validation and checkpoints."""
+    t = cfg.training
+    for step in range(start, t.max_steps):
+        for callback in callbacks:
+            callback(step, resumed)
+        info = engine.train_step(step)
+        done = step + 1
+        if done % t.log_every == 0 or done == t.max_steps:
+            _log_train(engine, done, t.max_steps, info.tasks[-1])
+        if done == t.max_steps:
+            break  # the final validation and checkpoint happen in _finish
+        checkpoint_now = done % t.checkpoint_every == 0
+        if checkpoint_now or done % t.eval_every == 0:
+            valid = engine.validate()
+            _log_valid(valid, done)
+            if checkpoint_now:
+                checkpointer.report({"step": done, **valid}, done)
+
+
+def _gather_checksums(engine: TrainingEngine) -> list[str]:
+    """Every rank's parameter hash, so the driver can check that DDP kept them identical."""
+    own = parameter_checksum(engine.model)
+    if not dist.is_distributed():
+        return [own]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    torch.distributed.all_gather_object(gathered, own)
+    return gathered
+
+
+def _held_out_evaluation(cfg: ExperimentConfig, engine: TrainingEngine, tokenizer: Any,
+                         prepared_path: str) -> dict[str, Any] | None:
+    """Rank 0: generate + score the held-out split; None when the split is absent."""
+    from multi_task_kobart.evaluation import evaluate_model, load_examples
+
+    e = cfg.evaluation
+    try:
+        examples = load_examples(prepared_path, split=e.split, tasks=cfg.tasks).by_task
+    except ValueError:
+        dist.print0(f"[eval] no {e.split!r} rows in {prepared_path}; skipped")
+        return None
+    report = evaluate_model(engine.model, tokenizer, examples, batch_size=e.batch_size,
+                            generation_kwargs=e.generation().kwargs(),
+                            limit=e.max_examples_per_task, progress=False,
+                            max_source_length=cfg.data.max_source_length, model_name=cfg.run_name)
+    engine.model.train()
+    return report
+
+
+def _headline(report: dict[str, Any]) -> dict[str, float]:
+    """``{"eval/<task>/<metric>": score}`` of the model (baselines left out), finite only."""
+    return {f"eval/{task}/{name}": float(value)
+            for task, section in report.get("tasks", {}).items()
+            for name, value in section.get("metrics", {}).items()
+            if isinstance(value, (int, float)) and math.isfinite(value)}
+
+
+def _finish(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkpointer,
+            tokenizer: Any, prepared_path: str, tracked: bool) -> WorkerResult:
+    """Final validation, evaluation (rank 0), final checkpoint + report, MLflow model."""
+    step = engine.state.step
+    valid = engine.validate()
+    _log_valid(valid, step)
+    initial = {f"initial_{k}": v for k, v in engine.state.initial_metrics.items()}
+    metrics: dict[str, Any] = {"step": step, **valid, **initial,
+                               "param_checksums": _gather_checksums(engine)}
+    result = WorkerResult(world_size=dist.get_world_size())
+    if dist.is_rank0() and cfg.evaluation.enabled:
+        report = _held_out_evaluation(cfg, engine, tokenizer, prepared_path)
+        if report is not None:
+            result.evaluation = _headline(report)
+            metrics.update(result.evaluation)
+            dist.print0("[eval] " + " ".join(f"{k[5:]}={v:.2f}" for k, v in result.evaluation.items()))
+            if tracked:
+                _log_evaluation(report, step)
+
+    def register(directory: Path) -> None:
+        if tracked:
+            result.registered_model = _register_final_model(cfg, directory)
+
+    checkpointer.report(metrics, step, after_save=register)
+    _print_task_mix(engine, cfg.training.max_steps * cfg.training.grad_accum_steps)
+    result.metrics = metrics
+    return result
+
+
+def _log_evaluation(report: dict[str, Any], step: int) -> None:
+    from multi_task_kobart.evaluation.report import log_report_to_mlflow, write_report
+
+    with tempfile.TemporaryDirectory(prefix="mtk-eval-") as tmp:
+        log_report_to_mlflow(report, write_report(report, tmp), step=step)
+
+
+def _register_final_model(cfg: ExperimentConfig, checkpoint_dir: Path) -> str | None:
+    """Log the final model directory and register it under ``tracking.alias``."""
+    from multi_task_kobart import tracking
+    from multi_task_kobart.serving import PYFUNC_MODEL_PATH
+
+    t = cfg.tracking
+    if not (t.log_model and t.registered_model_name):
+        return None
+    version = tracking.log_and_register_model(checkpoint_dir, python_model=PYFUNC_MODEL_PATH,
+                                              registered_model_name=t.registered_model_name,
+                                              alias=t.alias)
+    suffix = f"@{t.alias}" if t.alias else f"/{version.version}"
+    dist.print0(f"registered models:/{t.registered_model_name}{suffix} (version {version.version})")
+    return f"models:/{t.registered_model_name}{suffix}"
+
+
+def _tracking_run(cfg: ExperimentConfig, run_id: str | None) -> contextlib.AbstractContextManager:
+    """The rank-0 MLflow run (the same run again after a resume); a null context elsewhere."""
+    if not dist.is_rank0() or not cfg.tracking.enabled:
+        return contextlib.nullcontext()
+    from multi_task_kobart import tracking
+
+    params = None if run_id else cfg.to_dict()  # params are immutable in MLflow: log once
+    return tracking.start_run(cfg.tracking, cfg.run_name, params, run_id=run_id,
+                              tags={"mtk.strategy": cfg.training.strategy})
+
+
+def train_func_per_worker(config: dict[str, Any]) -> WorkerResult:
+    """Ray Train entry point. ``config``: ``{"experiment": ExperimentConfig.to_dict(),
+    "prepared_path": <prepared dataset folder>, "shard_by_rank": <True when every worker
+    receives whole in-memory datasets>, "step_callbacks": [StepCallback, ...]}``."""
+    cfg = ExperimentConfig.from_dict(config["experiment"])
+    prepared_path = config["prepared_path"]
+    torch.manual_seed(cfg.seed)
+    checkpoint = ray.train.get_checkpoint()
+    resumed = checkpoint is not None
+    with checkpoint.as_directory() if resumed else contextlib.nullcontext() as resume_dir:
+        engine, tokenizer = _setup(cfg, prepared_path, bool(config.get("shard_by_rank")), resume_dir)
+        if resumed:
+            engine.restore(resume_dir)
+            dist.print0(f"resumed from step {engine.state.step} ({checkpoint.path})")
+    if not resumed:
+        engine.state.initial_metrics = engine.validate()
+    start = engine.state.step
+    if start >= cfg.training.max_steps:  # a finished run started again under the same name
+        dist.print0(f"run {cfg.run_name!r} already finished at step {start}; nothing to do")
+        return WorkerResult(metrics=engine.state.metrics, mlflow_run_id=engine.state.mlflow_run_id,
+                            resumed_from_step=start, world_size=dist.get_world_size())
+    checkpointer = _Checkpointer(cfg, engine, tokenizer)
+    with _tracking_run(cfg, engine.state.mlflow_run_id) as run:
+        if run is not None:
+            engine.state.mlflow_run_id = run.info.run_id
+        if not resumed:
+            _log_valid(engine.state.initial_metrics, 0)
+        _run_steps(cfg, engine, checkpointer, start, resumed, list(config.get("step_callbacks") or []))
+        result = _finish(cfg, engine, checkpointer, tokenizer, prepared_path, tracked=run is not None)
+    result.mlflow_run_id = engine.state.mlflow_run_id
+    result.resumed_from_step = start if resumed else None
+    return result
