@@ -479,3 +479,19 @@ def _find_checkpoint(path: Path, source: str) -> Path:
         f"{source!r} resolved to {str(path)!r}, which holds no checkpoint (needs "
         f"{', '.join(_REQUIRED_CHECKPOINT_FILES)}, or an MLmodel with a "
         f"{_PYFUNC_ARTIFACT_KEY!r} artifact).")
+
+
+def registered_version(model: str | Path, *, tracking_uri: str | None = None) -> tuple[str, str] | None:
+    """(registered name, version) of a ``models:/name@alias`` or ``models:/name/<version>`` URI.
+
+    None for anything else (a directory, ``runs:/...``): those name no registered version. Serve
+    replicas report it with every answer, so a client sees which version answered during a rollout.
+    """
+    text = str(model)
+    if not text.startswith("models:/"):
+        return None
+    name, sep, alias = text[len("models:/"):].partition("@")
+    if sep:
+        return name, str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+    name, _, version = name.rpartition("/")
+    return (name, version) if name and version.isdigit() else None

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multi_task_kobart.data.batching import (LengthGroupedBatchSampler, batch_rows, collate,
-                                             length_grouped_batches, pad_labels, pad_sources,
+from multi_task_kobart.data.batching import (collate, length_grouped_batches, pad_labels, pad_sources,
                                              padding_fraction)
 from multi_task_kobart.tokenizer import LABEL_PAD, PAD_ID
 
@@ -84,23 +83,3 @@ def test_max_tokens_budget_is_respected():
     for batch in batches:
         cost = len(batch) * (max(lengths[i][0] for i in batch) + max(lengths[i][1] for i in batch))
         assert cost <= 1024 or len(batch) == 1
-
-
-def test_batch_rows_streams_every_row_in_length_sorted_batches():
-    rows = [{"id": str(i), "input_ids": [0] * s + [1], "labels": [1] * t, "source_len": s + 1,
-             "target_len": t} for i, (s, t) in enumerate(_lengths(300))]
-    batches = list(batch_rows(iter(rows), batch_size=10, window=100, seed=0))
-    assert sorted(int(r["id"]) for b in batches for r in b) == list(range(300))
-    spread = [max(r["source_len"] for r in b) - min(r["source_len"] for r in b) for b in batches]
-    assert sum(spread) / len(spread) < 20  # random batches of 10 would spread ~90 tokens
-
-
-def test_batch_sampler_drives_a_dataloader():
-    lengths = _lengths(100)
-    data = [{"input_ids": [0] * s, "labels": [1] * t} for s, t in lengths]
-    sampler = LengthGroupedBatchSampler(lengths, batch_size=8, seed=0)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate)
-    batches = list(loader)
-    assert len(batches) == len(sampler)
-    assert sum(b["input_ids"].shape[0] for b in batches) == 100
-    assert int(sum(b["attention_mask"].sum() for b in batches)) == sum(s for s, _ in lengths)

@@ -12,7 +12,7 @@ resumed run see the same batches.
 from __future__ import annotations
 
 import random
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -73,13 +73,6 @@ def _pad(sequences: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def example_length(row: Mapping[str, Any]) -> tuple[int, int]:
-    """(source tokens, target tokens) of a prepared row."""
-    if "source_len" in row and "target_len" in row:
-        return int(row["source_len"]), int(row["target_len"])
-    return len(row["input_ids"]), len(row["labels"])
-
-
 def _cut_batches(order: list[int], lengths: Sequence[tuple[int, int]], batch_size: int,
                  max_tokens: int | None) -> list[list[int]]:
     """Sort ``order`` by length and cut it greedily into batches.
@@ -127,32 +120,6 @@ def length_grouped_batches(lengths: Sequence[tuple[int, int]] | Sequence[int], b
     return batches
 
 
-def batch_rows(rows: Iterable[Mapping[str, Any]], batch_size: int, *, max_tokens: int | None = None,
-               seed: int = 0, epoch: int = 0, window: int | None = None) -> Iterator[list[Mapping[str, Any]]]:
-    """Streaming variant for row iterators (a Ray shard's ``iter_rows()``, a torch iterable):
-    buffer one window, yield its length-sorted batches in a shuffled order, repeat."""
-    _check_batching(batch_size, max_tokens)
-    rng = random.Random(f"{seed}:{epoch}:stream")
-    window = window or batch_size * DEFAULT_WINDOW_BATCHES
-    buffer: list[Mapping[str, Any]] = []
-    for row in rows:
-        buffer.append(row)
-        if len(buffer) == window:
-            yield from _flush(buffer, batch_size, max_tokens, rng)
-            buffer = []
-    if buffer:
-        yield from _flush(buffer, batch_size, max_tokens, rng)
-
-
-def _flush(buffer: list[Mapping[str, Any]], batch_size: int, max_tokens: int | None,
-           rng: random.Random) -> Iterator[list[Mapping[str, Any]]]:
-    batches = _cut_batches(list(range(len(buffer))), [example_length(r) for r in buffer],
-                           batch_size, max_tokens)
-    rng.shuffle(batches)
-    for batch in batches:
-        yield [buffer[i] for i in batch]
-
-
 def _check_batching(batch_size: int, max_tokens: int | None) -> None:
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be >= 1.")
@@ -169,26 +136,3 @@ def padding_fraction(batches: Iterable[Sequence[int]], lengths: Sequence[tuple[i
         padded += len(batch) * (source + target)
         real += sum(lengths[i][0] + lengths[i][1] for i in batch)
     return 1.0 - real / padded if padded else 0.0
-
-
-class LengthGroupedBatchSampler(torch.utils.data.Sampler):
-    """``DataLoader(dataset, batch_sampler=...)`` over a map-style dataset of prepared rows;
-    call ``set_epoch(epoch)`` each epoch for a new (still deterministic) order."""
-
-    def __init__(self, lengths: Sequence[tuple[int, int]], batch_size: int, *,
-                 max_tokens: int | None = None, seed: int = 0, window: int | None = None):
-        self.lengths, self.batch_size, self.max_tokens = list(lengths), batch_size, max_tokens
-        self.seed, self.window, self.epoch = seed, window, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[list[int]]:
-        return length_grouped_batches(self.lengths, self.batch_size, max_tokens=self.max_tokens,
-                                      seed=self.seed, epoch=self.epoch, window=self.window)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
-
-    def __len__(self) -> int:
-        return len(self._batches())

@@ -72,9 +72,6 @@ class BatchStream:
     def next_batch(self) -> dict[str, torch.Tensor]:
         return self.collate(self.rows.rows(self.next_indices()))
 
-    def batches_per_epoch(self) -> int:
-        return len(self._plan)
-
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
 

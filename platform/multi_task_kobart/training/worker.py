@@ -27,7 +27,7 @@ from typing import Any, Callable, Protocol
 import ray.train
 import torch
 
-from multi_task_kobart.config import ExperimentConfig
+from multi_task_kobart.config import EvaluationConfig, ExperimentConfig, TrackingConfig, TrainingConfig
 from multi_task_kobart.training import dist
 from multi_task_kobart.training.build import build_collate, build_engine, build_model, build_sampler
 from multi_task_kobart.training.checkpoint import parameter_checksum, read_trainer_state, save_checkpoint
@@ -195,10 +195,9 @@ class _Checkpointer:
 # --------------------------------------------------------------------------- the loop
 
 
-def _run_steps(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkpointer,
+def _run_steps(t: TrainingConfig, engine: TrainingEngine, checkpointer: _Checkpointer,
                start: int, resumed: bool, callbacks: list[StepCallback]) -> None:
     """Steps ``[start, max_steps)`` with periodic logging, validation and checkpoints."""
-    t = cfg.training
     for step in range(start, t.max_steps):
         for callback in callbacks:
             callback(step, resumed)
@@ -226,22 +225,22 @@ def _gather_checksums(engine: TrainingEngine) -> list[str]:
     return gathered
 
 
-def _held_out_evaluation(cfg: ExperimentConfig, engine: TrainingEngine, tokenizer: Any,
-                         prepared_path: str) -> dict[str, Any] | None:
+def _held_out_evaluation(e: EvaluationConfig, model: torch.nn.Module, tokenizer: Any,
+                         prepared_path: str, tasks: list[str], *, max_source_length: int,
+                         model_name: str) -> dict[str, Any] | None:
     """Rank 0: generate + score the held-out split; None when the split is absent."""
     from multi_task_kobart.evaluation import evaluate_model, load_examples
 
-    e = cfg.evaluation
     try:
-        examples = load_examples(prepared_path, split=e.split, tasks=cfg.tasks).by_task
+        examples = load_examples(prepared_path, split=e.split, tasks=tasks).by_task
     except ValueError:
         dist.print0(f"[eval] no {e.split!r} rows in {prepared_path}; skipped")
         return None
-    report = evaluate_model(engine.model, tokenizer, examples, batch_size=e.batch_size,
+    report = evaluate_model(model, tokenizer, examples, batch_size=e.batch_size,
                             generation_kwargs=e.generation().kwargs(),
                             limit=e.max_examples_per_task, progress=False,
-                            max_source_length=cfg.data.max_source_length, model_name=cfg.run_name)
-    engine.model.train()
+                            max_source_length=max_source_length, model_name=model_name)
+    model.train()
     return report
 
 
@@ -264,7 +263,9 @@ def _finish(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkp
                                "param_checksums": _gather_checksums(engine)}
     result = WorkerResult(world_size=dist.get_world_size())
     if dist.is_rank0() and cfg.evaluation.enabled:
-        report = _held_out_evaluation(cfg, engine, tokenizer, prepared_path)
+        report = _held_out_evaluation(cfg.evaluation, engine.model, tokenizer, prepared_path,
+                                      cfg.tasks, max_source_length=cfg.data.max_source_length,
+                                      model_name=cfg.run_name)
         if report is not None:
             result.evaluation = _headline(report)
             metrics.update(result.evaluation)
@@ -274,7 +275,7 @@ def _finish(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkp
 
     def register(directory: Path) -> None:
         if tracked:
-            result.registered_model = _register_final_model(cfg, directory)
+            result.registered_model = _register_final_model(cfg.tracking, directory)
 
     checkpointer.report(metrics, step, after_save=register)
     _print_task_mix(engine, cfg.training.max_steps * cfg.training.grad_accum_steps)
@@ -289,12 +290,11 @@ def _log_evaluation(report: dict[str, Any], step: int) -> None:
         log_report_to_mlflow(report, write_report(report, tmp), step=step)
 
 
-def _register_final_model(cfg: ExperimentConfig, checkpoint_dir: Path) -> str | None:
+def _register_final_model(t: TrackingConfig, checkpoint_dir: Path) -> str | None:
     """Log the final model directory and register it under ``tracking.alias``."""
     from multi_task_kobart import tracking
     from multi_task_kobart.serving import PYFUNC_MODEL_PATH
 
-    t = cfg.tracking
     if not (t.log_model and t.registered_model_name):
         return None
     version = tracking.log_and_register_model(checkpoint_dir, python_model=PYFUNC_MODEL_PATH,
@@ -343,7 +343,8 @@ def train_func_per_worker(config: dict[str, Any]) -> WorkerResult:
             engine.state.mlflow_run_id = run.info.run_id
         if not resumed:
             _log_valid(engine.state.initial_metrics, 0)
-        _run_steps(cfg, engine, checkpointer, start, resumed, list(config.get("step_callbacks") or []))
+        _run_steps(cfg.training, engine, checkpointer, start, resumed,
+                   list(config.get("step_callbacks") or []))
         result = _finish(cfg, engine, checkpointer, tokenizer, prepared_path, tracked=run is not None)
     result.mlflow_run_id = engine.state.mlflow_run_id
     result.resumed_from_step = start if resumed else None
