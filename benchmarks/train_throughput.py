@@ -28,6 +28,12 @@ same numerator and the ratios equal the inverse ratio of pass times. MFU divides
 by an fp32 matmul peak measured here (median of timed ``torch.matmul`` loops taken before the
 first round and after each round).
 
+Every pass is also timed in CPU seconds of this process (all threads). On a machine shared
+with other jobs, wall-clock numbers measure the scheduler as much as the code; with
+``--threads 1`` the CPU-time numbers (tokens per CPU second, MFU against the matmul's FLOPs
+per CPU second) are what is left of the code's own speed. With more threads, threads waiting
+at a barrier spin and count as CPU time too.
+
     python benchmarks/train_throughput.py            # KoBART-base dims, 32 rows per task, 3 rounds
     python benchmarks/train_throughput.py --quick    # tiny dims, few rows, 1 round: seconds
 
@@ -121,19 +127,27 @@ def flops_of(cfg: Any, source_lengths: list[int], target_lengths: list[int]) -> 
 # --------------------------------------------------------------------------- matmul peak
 
 
-def matmul_peak_readings(size: int, loops: int, inner: int = 8) -> list[float]:
-    """fp32 GFLOP/s of ``loops`` timed loops of ``inner`` ``size``^3 matmuls (after a warm-up)."""
+def clock() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def matmul_peak_readings(size: int, loops: int, inner: int = 8) -> tuple[list[float], list[float]]:
+    """fp32 GFLOP per wall second and per CPU second of ``loops`` timed loops of ``inner``
+    ``size``^3 matmuls (after a warm-up)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
     for _ in range(2):
         torch.matmul(a, b, out=out)  # warm caches and the BLAS thread pool
-    readings = []
+    wall, cpu = [], []
     for _ in range(loops):
-        start = time.perf_counter()
+        start = clock()
         for _ in range(inner):
             torch.matmul(a, b, out=out)
-        readings.append(2.0 * size**3 * inner / (time.perf_counter() - start) / 1e9)
-    return readings
+        end = clock()
+        wall.append(2.0 * size**3 * inner / (end[0] - start[0]) / 1e9)
+        cpu.append(2.0 * size**3 * inner / max(end[1] - start[1], 1e-9) / 1e9)
+    return wall, cpu
 
 
 # --------------------------------------------------------------------------- one timed pass
@@ -146,6 +160,7 @@ class Pass:
     side: str
     round: int
     seconds: float
+    cpu_seconds: float
     steps: int
     real_tokens: int
     padded_tokens: int
@@ -156,6 +171,9 @@ class Pass:
         return {"round": self.round, "seconds": self.seconds, "steps": self.steps,
                 "tokens_per_s": self.real_tokens / self.seconds,
                 "gflops_per_s": self.flops / self.seconds / 1e9,
+                "cpu_seconds": self.cpu_seconds,
+                "tokens_per_cpu_s": self.real_tokens / self.cpu_seconds,
+                "gflops_per_cpu_s": self.flops / self.cpu_seconds / 1e9,
                 "padding_fraction": 1.0 - self.real_tokens / self.padded_tokens,
                 "padded_tokens": self.padded_tokens, "mean_loss": self.mean_loss}
 
@@ -217,7 +235,7 @@ def run_ours(template: torch.nn.Module, cfg: Any, examples: list[dict], batch_si
     n_steps = sum(math.ceil(len(rows) / batch_size) for rows in by_task.values())
     scheduler = cosine_with_warmup(optimizer, warmup_steps=0, max_steps=n_steps, min_lr_ratio=0.1)
     ledger, batches, losses = BatchLedger(cfg), [], []
-    start = time.perf_counter()
+    start = clock()
     plans = {task: length_grouped_batches([(len(r["input_ids"]), len(r["labels"])) for r in rows],
                                           batch_size, seed=seed, epoch=round_)
              for task, rows in by_task.items()}
@@ -227,11 +245,11 @@ def run_ours(template: torch.nn.Module, cfg: Any, examples: list[dict], batch_si
         optimizer_step(objective, optimizer, scheduler, max_grad_norm=MAX_GRAD_NORM)
         batches.append(batch)
         losses.append(out.loss)
-    seconds = time.perf_counter() - start
+    end = clock()
     for batch in batches:  # counted after the clock stops: bookkeeping is not training work
         ledger.add(batch)
     check_full_pass("ours", ledger, examples)
-    return Pass("ours", round_, seconds, ledger.steps, ledger.real, ledger.padded, ledger.flops,
+    return Pass("ours", round_, end[0] - start[0], end[1] - start[1], ledger.steps, ledger.real, ledger.padded, ledger.flops,
                 float(torch.stack(losses).mean()))
 
 
@@ -251,14 +269,14 @@ def run_hf(side: str, template: torch.nn.Module, cfg: Any, tokenizer: Any, examp
         batches.append({k: batch[k] for k in ("input_ids", "attention_mask", "labels")})
         return batch
 
-    stamps: dict[str, float] = {}
+    stamps: dict[str, tuple[float, float]] = {}
 
     class PassClock(TrainerCallback):
         def on_epoch_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (HF signature)
-            stamps["begin"] = time.perf_counter()
+            stamps["begin"] = clock()
 
         def on_epoch_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            stamps["end"] = time.perf_counter()
+            stamps["end"] = clock()
 
     dataset = [{"input_ids": e["input_ids"], "attention_mask": [1] * len(e["input_ids"]),
                 "labels": e["labels"]} for e in examples]
@@ -282,7 +300,8 @@ def run_hf(side: str, template: torch.nn.Module, cfg: Any, tokenizer: Any, examp
     for batch in batches:
         ledger.add(batch)
     check_full_pass(side, ledger, examples)
-    return Pass(side, round_, stamps["end"] - stamps["begin"], ledger.steps, ledger.real,
+    (wall0, cpu0), (wall1, cpu1) = stamps["begin"], stamps["end"]
+    return Pass(side, round_, wall1 - wall0, cpu1 - cpu0, ledger.steps, ledger.real,
                 ledger.padded, ledger.flops, float(output.training_loss))
 
 
@@ -293,11 +312,16 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def side_report(passes: list[Pass], peak_gflops: float) -> dict[str, Any]:
+def side_report(passes: list[Pass], peak: dict[str, float], cpu_peak: dict[str, float]) -> dict[str, Any]:
     rows = [p.summary() for p in passes]
     report = {key: spread([r[key] for r in rows])
-              for key in ("seconds", "tokens_per_s", "gflops_per_s", "padding_fraction")}
-    report["mfu"] = {k: v / peak_gflops for k, v in report["gflops_per_s"].items()}
+              for key in ("seconds", "tokens_per_s", "gflops_per_s", "cpu_seconds",
+                          "tokens_per_cpu_s", "gflops_per_cpu_s", "padding_fraction")}
+    # MFU: useful FLOP/s over the median matmul peak; the CPU-time variant divides FLOPs per
+    # CPU second by the matmul's FLOPs per CPU second (what is left when other jobs share the
+    # cores, as long as the pass runs one thread: idle threads spin and burn CPU time too).
+    report["mfu"] = {k: v / peak["median"] for k, v in report["gflops_per_s"].items()}
+    report["mfu_cpu_time"] = {k: v / cpu_peak["median"] for k, v in report["gflops_per_cpu_s"].items()}
     report.update(real_tokens=passes[0].real_tokens, useful_flops=passes[0].flops,
                   steps=passes[0].steps, passes=rows)
     return report
@@ -312,7 +336,11 @@ def ratios(sides: dict[str, dict[str, Any]], passes: dict[str, list[Pass]]) -> d
             out[f"ours_vs_{name}"] = {
                 "tokens_per_s": ours["tokens_per_s"]["median"] / sides[name]["tokens_per_s"]["median"],
                 "gflops_per_s": ours["gflops_per_s"]["median"] / sides[name]["gflops_per_s"]["median"],
-                "per_round": [b.seconds / o.seconds for o, b in zip(passes["ours"], passes[name])]}
+                "per_round": [b.seconds / o.seconds for o, b in zip(passes["ours"], passes[name])],
+                "tokens_per_cpu_s": (ours["tokens_per_cpu_s"]["median"]
+                                     / sides[name]["tokens_per_cpu_s"]["median"]),
+                "per_round_cpu": [b.cpu_seconds / o.cpu_seconds
+                                  for o, b in zip(passes["ours"], passes[name])]}
     return out
 
 
@@ -322,18 +350,21 @@ LABELS = {"ours": "ours (train_step, per-task length-sorted)",
 
 
 def print_table(report: dict[str, Any]) -> None:
-    print(f"\n{'side':<44}{'tokens/s (min-max)':>24}{'GFLOP/s':>9}{'MFU':>7}{'padding':>9}{'s/pass':>8}")
+    print(f"\n{'side':<42}{'tokens/s (min-max)':>26}{'GFLOP/s':>9}{'MFU':>7}{'padding':>9}"
+          f"{'s/pass':>8}{'tokens/CPU-s':>14}{'MFU (CPU)':>10}")
     for name, r in report["sides"].items():
         t = r["tokens_per_s"]
-        print(f"{LABELS[name]:<44}{t['median']:>9.1f} ({t['min']:>5.1f}-{t['max']:>5.1f}) "
+        print(f"{LABELS[name]:<42}{t['median']:>9.1f} ({t['min']:>6.1f}-{t['max']:>6.1f}) "
               f"{r['gflops_per_s']['median']:>8.1f}{r['mfu']['median']:>7.1%}"
-              f"{r['padding_fraction']['median']:>9.1%}{r['seconds']['median']:>8.2f}")
-    peak = report["matmul_peak_gflops"]
-    print(f"matmul peak: {peak['median']:.0f} GFLOP/s fp32 (min {peak['min']:.0f}, max {peak['max']:.0f}; "
-          f"{report['peak_size']}^3, {report['threads']} threads)")
+              f"{r['padding_fraction']['median']:>9.1%}{r['seconds']['median']:>8.2f}"
+              f"{r['tokens_per_cpu_s']['median']:>14.1f}{r['mfu_cpu_time']['median']:>10.1%}")
+    peak, cpu_peak = report["matmul_peak_gflops"], report["matmul_peak_gflops_per_cpu_s"]
+    print(f"matmul peak: {peak['median']:.0f} GFLOP/s fp32 (min {peak['min']:.0f}, max {peak['max']:.0f}), "
+          f"{cpu_peak['median']:.0f} GFLOP per CPU-s; {report['peak_size']}^3, {report['threads']} threads")
     for name, ratio in report["ratios"].items():
         print(f"{name}: {ratio['tokens_per_s']:.2f}x tokens/s "
-              f"(per round {', '.join(f'{x:.2f}' for x in ratio['per_round'])})")
+              f"(per round {', '.join(f'{x:.2f}' for x in ratio['per_round'])}), "
+              f"{ratio['tokens_per_cpu_s']:.2f}x tokens per CPU-s")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -416,21 +447,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for side in args.sides:
         kwargs = {"facts": hf_facts.setdefault(side, {})} if side in BASELINES else {}
         runners[side](warm_rows, 0, **kwargs)
-    peaks = matmul_peak_readings(args.peak_size, args.peak_loops)
+    peaks, cpu_peaks = matmul_peak_readings(args.peak_size, args.peak_loops)
     passes: dict[str, list[Pass]] = {side: [] for side in args.sides}
     for round_ in range(args.rounds):
         order = args.sides[round_ % len(args.sides):] + args.sides[:round_ % len(args.sides)]
         for side in order:
             result = runners[side](examples, round_)
             passes[side].append(result)
-            print(f"round {round_ + 1}/{args.rounds} {side}: {result.seconds:.2f} s, "
+            print(f"round {round_ + 1}/{args.rounds} {side}: {result.seconds:.2f} s "
+                  f"({result.cpu_seconds:.2f} CPU-s), "
                   f"{result.real_tokens / result.seconds:.1f} tokens/s, "
                   f"padding {1 - result.real_tokens / result.padded_tokens:.1%}", flush=True)
             gc.collect()
-        peaks += matmul_peak_readings(args.peak_size, args.peak_loops)
+        wall, cpu = matmul_peak_readings(args.peak_size, args.peak_loops)
+        peaks, cpu_peaks = peaks + wall, cpu_peaks + cpu
 
-    peak = spread(peaks)
-    sides = {side: side_report(passes[side], peak["median"]) for side in args.sides}
+    peak, cpu_peak = spread(peaks), spread(cpu_peaks)
+    sides = {side: side_report(passes[side], peak, cpu_peak) for side in args.sides}
     report: dict[str, Any] = {
         "meta": meta, "dims": args.dims,
         "model": {k: getattr(cfg, k) for k in ("vocab_size", "d_model", "encoder_layers",
@@ -445,9 +478,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "hf": hf_facts},
         "timing": "one full pass over the same rows per side and round, fresh copy of the initial "
                   "weights and a fresh optimizer each pass; sides interleaved, first side rotates; "
-                  "median, min and max over rounds",
+                  "median, min and max over rounds; wall clock and CPU time (process, all threads) "
+                  "over the same span",
         "flops_formula": FORMULA, "peak_size": args.peak_size,
         "matmul_peak_gflops": {**peak, "readings": peaks},
+        "matmul_peak_gflops_per_cpu_s": {**cpu_peak, "readings": cpu_peaks},
         "sides": sides, "ratios": ratios(sides, passes),
         "wall_seconds": time.perf_counter() - started,
     }
