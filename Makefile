@@ -28,10 +28,10 @@ demo: $(STAMP)
 	$(PY) jobs/demo.py --config $(CONFIG)
 
 test: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=15
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -q -m "not slow"
+	$(PY) -m pytest tests -q -m "not slow" --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/prepare_throughput.py
