@@ -37,13 +37,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/prepare_throughput.py
 	$(PY) benchmarks/train_throughput.py
 
-# Ray Serve (one encoder deployment fanned out to four decoder deployments) comes with the
-# serving issue and its serve/config.yaml; until then this serves the registered model over HTTP
-# with MLflow's scoring server (POST /invocations, see README "Serving the registered model").
+# Ray Serve on http://127.0.0.1:8000 (README "Serving with Ray Serve"): `serve run serve/config.yaml`,
+# the fan-out shape (Ingress -> Encoder -> 4 decoders), serving models:/multi-task-kobart-tiny@candidate
+# from the project's MLflow store (what `make demo` registers). SERVE_CONFIG=serve/config-colocated.yaml
+# runs the one-replica shape; MLFLOW_DB points at another store. Ctrl-C stops it.
 serve: $(STAMP)
-	@if [ -f serve/config.yaml ]; then $(VENV)/bin/serve run serve/config.yaml; else \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(VENV)/bin/mlflow models serve -m "$(MODEL_URI)" \
-	    --env-manager local --host 127.0.0.1 --port $(SERVE_PORT); fi
+	MLFLOW_TRACKING_URI=$(MLFLOW_DB) $(VENV)/bin/serve run $(or $(SERVE_CONFIG),serve/config.yaml)
 
 ui: $(STAMP)
 	mkdir -p mlruns
