@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     show_examples(result.checkpoint_path)
     banner("next")
     print("make ui      # MLflow UI on the local store (runs, metrics, registered model)\n"
-          "make serve   # HTTP endpoint for the registered model (MLflow scoring server until the Ray Serve app lands)\n"
-          "ray job submit --working-dir . -- python jobs/train.py --config configs/kobart-base.yaml"
+          "make serve   # Ray Serve on http://127.0.0.1:8000: POST /v1/generate, the playground at /\n"
+          "ray job submit --working-dir . -- python jobs/train.py --config configs/kobart-base.yaml --root \"$PWD\""
           "   # GPU cluster (see cluster.yaml)")
     return 0
 
