@@ -36,6 +36,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/prepare_throughput.py
 	$(PY) benchmarks/train_throughput.py
+	nice $(PY) benchmarks/serve_throughput.py
 
 # Ray Serve on http://127.0.0.1:8000 (README "Serving with Ray Serve"): `serve run serve/config.yaml`,
 # the fan-out shape (Ingress -> Encoder -> 4 decoders), serving models:/multi-task-kobart-tiny@candidate

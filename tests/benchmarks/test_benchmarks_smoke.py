@@ -145,3 +145,45 @@ def test_a_pass_that_skips_or_repeats_a_row_is_rejected(monkeypatch: pytest.Monk
         bench.check_full_pass("x", ledger_of([0, 1], [2, 2]), rows)
     # A batch's FLOPs are the sum of its rows' FLOPs: padding adds nothing.
     assert full.flops == sum(ledger_of([i]).flops for i in range(3))
+
+
+@pytest.mark.slow  # starts Ray Serve with both topologies (~2 min on 2 shared cores)
+def test_serve_throughput_quick_run(tmp_path: Path):
+    out = tmp_path / "serve.json"
+    run_script("serve_throughput.py", "--quick", "--out", str(out))
+    report = json.loads(out.read_text())
+    check_meta(report["meta"])
+    assert report["dims"] == "tiny" and report["clients"] == [1, 2]
+    gen = report["decoding"]
+    assert gen["min_new_tokens"] == gen["max_new_tokens"] and gen["num_beams"] == 1 and gen["do_sample"] is False
+
+    assert {(c["load"], c["clients"]) for c in report["cells"]} == {(l, n) for l in ("mixed", "single") for n in (1, 2)}
+    for cell in report["cells"]:
+        sides = cell["sides"]
+        assert set(sides) == {"naive", "colocated", "fanout", "ceiling"}
+        for side in sides.values():
+            assert side["errors"] == 0 and side["completed"] == side["asked"] == cell["requests"]
+            assert side["rps"] > 0 and 0 < side["p50_ms"] <= side["p99_ms"]
+            assert math.isclose(side["rps"], side["completed"] / side["wall_s"], rel_tol=1e-9)
+            check_spread(side["latency_ms"])
+        for name, value in cell["ratios"].items():
+            if name.endswith("_p50_vs_naive"):
+                side = name.removesuffix("_p50_vs_naive")
+                expected = sides[side]["p50_ms"] / sides["naive"]["p50_ms"]
+            else:
+                side, base = name.split("_vs_")
+                expected = sides[side]["rps"] / sides[base]["rps"]
+            assert math.isclose(value, expected, rel_tol=1e-9), name
+        assert {"colocated_vs_naive", "colocated_vs_ceiling", "fanout_vs_naive", "fanout_vs_ceiling"} <= set(cell["ratios"])
+
+    four = report["four_tasks"]
+    for side in ("colocated", "fanout"):
+        entry = four[side]
+        assert math.isclose(entry["ratio_one_vs_four_sequential"],
+                            entry["one_request_ms"]["median"] / entry["four_sequential_ms"]["median"], rel_tol=1e-9)
+        assert {"encode", "decode", "total"} <= set(entry["one_request_stages_ms"])
+    mem = report["memory"]
+    ray_roles = mem["pss_mib"]["ray"]
+    assert mem["naive_server_mib"] > 0 and ray_roles["ray: ServeController"] > 0 and ray_roles["ray: ProxyActor"] > 0
+    assert any(k.startswith("replica fanout:Decoder_") for k in ray_roles)
+    assert math.isclose(mem["fanout_vs_naive"], mem["fanout_model_replicas_mib"] / mem["naive_server_mib"], rel_tol=1e-9)
