@@ -1,8 +1,10 @@
 """Checkpoints carry a format version, and those written before versions existed still load.
 
 ``tests/fixtures/checkpoint_v0`` was written by the code of commit c4ef5b3 (see the fixtures'
-README): weights, tokenizer, optimizer, scheduler, trainer state without ``format_version`` and
-a train config with the retired ``training.fail_at_step`` key.
+README): weights, tokenizer, trainer state without ``format_version`` and a train config with the
+retired ``training.fail_at_step`` key. Its ``optimizer.pt`` / ``scheduler.pt`` (plain
+``torch.save``'d state dicts, a format the version bump did not touch) are not committed: pickles
+are run outputs, so :func:`v0_checkpoint` writes them from one step on the fixture's own model.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from training_helpers import make_config, make_engine
 from multi_task_kobart.config import ExperimentConfig
 from multi_task_kobart.model import MultiTaskKoBART
 from multi_task_kobart.training.build import build_sampler
-from multi_task_kobart.training.checkpoint import (FORMAT_VERSION, TRAINER_STATE, load_training_state,
-                                                   read_trainer_state, save_checkpoint)
+from multi_task_kobart.training.checkpoint import (FORMAT_VERSION, OPTIMIZER, SCHEDULER, TRAINER_STATE,
+                                                   load_training_state, read_trainer_state,
+                                                   save_checkpoint)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V0 = FIXTURES / "checkpoint_v0"
@@ -32,14 +35,26 @@ def test_a_version_0_checkpoint_reads_as_version_0():
     assert state.data_state["0"]["style_transfer"] == {"epoch": 0, "position": 1}
 
 
-def test_a_version_0_checkpoint_resumes_into_todays_engine():
+@pytest.fixture
+def v0_checkpoint(tmp_path) -> Path:
+    """A copy of the fixture with the optimizer and scheduler state of one step added."""
+    copy = tmp_path / "checkpoint_v0"
+    shutil.copytree(V0, copy)
+    engine = make_engine(make_config(max_steps=4, warmup_steps=1), MultiTaskKoBART.from_pretrained(V0))
+    engine.train_step(0)
+    torch.save(engine.optimizer.state_dict(), copy / OPTIMIZER)
+    torch.save(engine.scheduler.state_dict(), copy / SCHEDULER)
+    return copy
+
+
+def test_a_version_0_checkpoint_resumes_into_todays_engine(v0_checkpoint):
     """Weights, optimizer moments, schedule and the train config of the old format load."""
-    raw = json.loads((V0 / "train_config.json").read_text())
+    raw = json.loads((v0_checkpoint / "train_config.json").read_text())
     assert "fail_at_step" in raw["training"]  # the retired test hook is in the old file ...
     cfg = ExperimentConfig.from_dict(raw)  # ... and is dropped on load, not an error
-    model = MultiTaskKoBART.from_pretrained(V0)
+    model = MultiTaskKoBART.from_pretrained(v0_checkpoint)
     engine = make_engine(make_config(max_steps=4, warmup_steps=1), model)
-    state = load_training_state(V0, model=engine.model, optimizer=engine.optimizer,
+    state = load_training_state(v0_checkpoint, model=engine.model, optimizer=engine.optimizer,
                                 scheduler=engine.scheduler)
     assert cfg.run_name == "fixture-v0" and state.step == 1
     assert engine.scheduler.last_epoch == 1
