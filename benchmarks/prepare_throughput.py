@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import datasets  # noqa: F401  (imported up front: a one-time cost, not preparation work)
 
+from inputs import SHARED, kobart_tokenizer_path
 from run_info import RESULTS_DIR, finish_metadata, run_metadata
 
 from multi_task_kobart.data.prepare import prepare_dataset
@@ -39,8 +39,6 @@ from multi_task_kobart.data.shards import auto_num_proc
 from multi_task_kobart.data.validation import validate_record
 from multi_task_kobart.tokenizer import encode_sources, encode_targets, load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MTK_SHARED_DIR", ROOT.parent / "shared"))
 RESULTS = RESULTS_DIR / "prepare_throughput.json"
 
 
@@ -160,8 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.rows = args.rows or (400 if args.quick else 40_000)
     args.repeats = args.repeats or (1 if args.quick else 3)
     meta = run_metadata()
-    kobart = SHARED / "kobart-tokenizer" / "tokenizer.json"
-    tokenizer = load_tokenizer(args.tokenizer or (str(kobart) if kobart.is_file() else None))
+    tokenizer = load_tokenizer(args.tokenizer or kobart_tokenizer_path())
     lengths = dict(max_source_length=args.max_source_length, max_target_length=args.max_target_length)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "train.jsonl"

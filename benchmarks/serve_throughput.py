@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import socket
 import statistics
 import subprocess
@@ -53,10 +52,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from inputs import kobart_tokenizer_path, seed_rows
 from run_info import RESULTS_DIR, finish_metadata, run_metadata
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MTK_SHARED_DIR", ROOT.parent / "shared"))
 RESULTS = RESULTS_DIR / "serve_throughput.json"
 SIDES = ("naive", "colocated", "fanout", "ceiling")
 HTTP_SIDES = ("naive", "colocated", "fanout")
@@ -143,8 +141,7 @@ def build_checkpoint(directory: Path, quick: bool, seed: int) -> dict[str, Any]:
     from multi_task_kobart.tasks import TASKS
     from multi_task_kobart.tokenizer import load_tokenizer
 
-    kobart = SHARED / "kobart-tokenizer" / "tokenizer.json"
-    tokenizer = load_tokenizer(kobart if kobart.is_file() else None)
+    tokenizer = load_tokenizer(kobart_tokenizer_path())
     torch.manual_seed(seed)
     config = (MultiTaskKoBARTConfig.tiny(len(tokenizer)) if quick
               else MultiTaskKoBARTConfig(vocab_size=len(tokenizer)))
@@ -155,7 +152,7 @@ def build_checkpoint(directory: Path, quick: bool, seed: int) -> dict[str, Any]:
         model.export_task(task, directory / "export" / task)
     return {"d_model": config.d_model, "encoder_layers": config.encoder_layers,
             "decoder_layers": config.decoder_layers, "vocab_size": config.vocab_size,
-            "tokenizer": "../shared/kobart-tokenizer" if kobart.is_file() else "bundled",
+            "tokenizer": "../shared/kobart-tokenizer" if kobart_tokenizer_path() else "bundled",
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -165,15 +162,7 @@ def load_texts(tokenizer: Any, per_task: int, seed: int) -> tuple[dict[str, list
     from multi_task_kobart.tasks import TASKS
     from multi_task_kobart.tokenizer import encode_sources
 
-    if all((SHARED / "realdata" / f"{task}.jsonl").is_file() for task in TASKS):
-        rows = [json.loads(line) for task in TASKS
-                for line in (SHARED / "realdata" / f"{task}.jsonl").read_text().splitlines() if line]
-        source = "../shared/realdata"
-    else:
-        from multi_task_kobart.data.corpus import generate_corpus
-
-        rows, source = generate_corpus(seed=seed)["train"], "bundled corpus"
-    random.Random(seed).shuffle(rows)
+    rows, source = seed_rows(seed)
     texts: dict[str, list[str]] = {task: [] for task in TASKS}
     for row in rows:
         text = row["input"].strip()

@@ -48,8 +48,6 @@ import copy
 import gc
 import json
 import math
-import os
-import random
 import statistics
 import sys
 import tempfile
@@ -62,12 +60,11 @@ from typing import Any, Callable, Iterable
 import torch
 
 from flops import FORMULA, training_flops
+from inputs import kobart_tokenizer_path, seed_rows
 from run_info import RESULTS_DIR, finish_metadata, run_metadata
 
 from multi_task_kobart.tokenizer import LABEL_PAD, PAD_ID
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MTK_SHARED_DIR", ROOT.parent / "shared"))
 RESULTS = RESULTS_DIR / "train_throughput.json"
 SIDES = ("ours", "hf_defaults", "hf_group_by_length")
 BASELINES = {"hf_defaults": "random", "hf_group_by_length": "group_by_length"}
@@ -84,18 +81,8 @@ def load_tokenizer_and_rows(rows_per_task: int, seed: int) -> tuple[Any, list[di
     from multi_task_kobart.tasks import TASKS
     from multi_task_kobart.tokenizer import load_tokenizer
 
-    kobart = SHARED / "kobart-tokenizer" / "tokenizer.json"
-    tokenizer = load_tokenizer(kobart if kobart.is_file() else None)
-    if all((SHARED / "realdata" / f"{task}.jsonl").is_file() for task in TASKS):
-        rows = [json.loads(line) for task in TASKS
-                for line in (SHARED / "realdata" / f"{task}.jsonl").read_text().splitlines() if line]
-        source = "../shared/realdata"
-    else:
-        from multi_task_kobart.data.corpus import generate_corpus
-
-        rows, source = generate_corpus(seed=seed)["train"], "bundled corpus"
-    rng = random.Random(seed)
-    rng.shuffle(rows)
+    tokenizer = load_tokenizer(kobart_tokenizer_path())
+    rows, source = seed_rows(seed)
     per_task: dict[str, list[dict]] = {task: [] for task in TASKS}
     for row in rows:
         if len(per_task[row["task"]]) < rows_per_task:
