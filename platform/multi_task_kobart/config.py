@@ -329,6 +329,8 @@ class TrackingConfig:
     None registers the version without an alias."""
     log_model: bool = True
     """Upload the final model directory as an artifact (and register it, if a name is set)."""
+    parent_run_id: str | None = None
+    """MLflow run this run is nested under (``tune/sweep.py`` sets it to the sweep's run)."""
 
     def __post_init__(self) -> None:
         _check_text("tracking.experiment_name", self.experiment_name)
@@ -496,12 +498,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = [key for key in dotted.strip().split(".") if key]
         if not keys:
             raise ValueError(f"override {item!r} has an empty key.")
-        node = raw
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {key!r} is not a section.")
-        node[keys[-1]] = yaml.safe_load(text) if text.strip() else None
+        set_value(raw, ".".join(keys), yaml.safe_load(text) if text.strip() else None)
+    return raw
+
+
+def set_value(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Set ``raw["a"]["b"]["c"] = value`` for ``dotted="a.b.c"``, creating missing sections."""
+    keys = dotted.split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"config key {dotted!r}: {key!r} is not a section.")
+    node[keys[-1]] = value
     return raw
 
 

@@ -211,6 +211,85 @@ def start_run(cfg: TrackingConfig, run_name: str | None, params: Mapping[str, An
         yield run
 
 
+def find_child_run(cfg: TrackingConfig, parent_run_id: str, run_name: str) -> str | None:
+    """The id of the run named ``run_name`` nested under ``parent_run_id``, if there is one."""
+    uri = configure(cfg.tracking_uri)
+    experiment_id = get_or_create_experiment(cfg.experiment_name, uri)
+    runs = _client(uri).search_runs(
+        [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=(f"tags.mlflow.parentRunId = '{parent_run_id}' and "
+                       f"attributes.run_name = '{run_name}'"))
+    return runs[0].info.run_id if runs else None
+
+
+def close_child_runs(cfg: TrackingConfig, parent_run_id: str, statuses: Mapping[str, str], *,
+                     tags: Mapping[str, Mapping[str, str]] | None = None) -> int:
+    """Tag the runs nested under ``parent_run_id`` (``tags``: run name -> tags) and end those
+    still RUNNING with ``statuses[run name]``; returns how many were ended."""
+    uri = configure(cfg.tracking_uri)
+    client = _client(uri)
+    experiment_id = get_or_create_experiment(cfg.experiment_name, uri)
+    ended = 0
+    for run in client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"):
+        name = run.info.run_name
+        for key, value in (tags or {}).get(name, {}).items():
+            client.set_tag(run.info.run_id, key, value)
+        if run.info.status == "RUNNING" and name in statuses:
+            client.set_terminated(run.info.run_id, status=statuses[name])
+            ended += 1
+    return ended
+
+
+@contextlib.contextmanager
+def local_tracking_server(store_uri: str, *, host: str = "127.0.0.1",
+                          startup_timeout_s: float = 120.0) -> Iterator[str]:
+    """Run ``mlflow server`` on a local SQLite store for the block; yields its http URI.
+
+    SQLite takes one writer at a time: processes writing one file at once (concurrent Tune
+    trials) fail with "database is locked". Through one server they queue instead. Artifacts
+    are served from the store's usual artifact folder, so runs look the same either way.
+    """
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    root = artifact_root_for(store_uri)
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+               "--backend-store-uri", store_uri, "--workers", "1"]
+    if root is not None:
+        command += ["--artifacts-destination", str(root)]
+    # Its own session: a Ctrl-C meant for the caller must not take the server down mid-cleanup.
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    uri = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                error = process.stderr.read()[-2000:] if process.poll() is not None else "timed out"
+                raise RuntimeError(f"mlflow server on {store_uri} did not start: {error}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        import signal
+
+        os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested mapping -> ``{"a.b.c": "value"}`` with MLflow-safe keys and length-capped values.
 

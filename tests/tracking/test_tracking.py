@@ -74,27 +74,11 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> 
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    """A real tracking server on a free loopback port (SQLite + proxied local artifacts)."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(MLFLOW_BIN), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    """A real tracking server on a free loopback port in front of a SQLite store (proxied local
+    artifacts), started by the helper that Ray Tune sweeps use for concurrent trials."""
+    store = tracking.normalize_tracking_uri(tmp_path_factory.mktemp("mlflow-server") / "mlflow.db")
+    with tracking.local_tracking_server(store) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
 
 
 @pytest.fixture(params=["local", "server"])
@@ -202,6 +186,19 @@ def test_child_runs_point_at_their_parent(tracking_uri) -> None:
         child_id = child.info.run_id
     child_run = MlflowClient(tracking_uri=tracking_uri).get_run(child_id)
     assert child_run.data.tags["mlflow.parentRunId"] == parent_id
+    # A retried trial finds its run by name under the parent; the sweep ends what Tune killed.
+    assert tracking.find_child_run(_cfg(tracking_uri), parent_id, "trial-0") == child_id
+    assert tracking.find_child_run(_cfg(tracking_uri), parent_id, "trial-1") is None
+    client = MlflowClient(tracking_uri=tracking_uri)
+    # A run whose process was killed: created, never ended.
+    killed_id = client.create_run(child_run.info.experiment_id, run_name="trial-1",
+                                  tags={"mlflow.parentRunId": parent_id}).info.run_id
+    ended = tracking.close_child_runs(_cfg(tracking_uri), parent_id, {"trial-1": "KILLED", "trial-0": "KILLED"},
+                                      tags={"trial-1": {"mtk.stopped_early": "true"}})
+    assert ended == 1  # trial-0 had ended itself and keeps its status
+    assert client.get_run(child_id).info.status == "FINISHED"
+    killed_run = client.get_run(killed_id)
+    assert killed_run.info.status == "KILLED" and killed_run.data.tags["mtk.stopped_early"] == "true"
 
 
 def test_register_resolve_and_predict(tracking_uri, checkpoint_dir, tmp_path) -> None:

@@ -148,10 +148,11 @@ def build_datasets(cfg: ExperimentConfig, prepared_path: str | Path) -> tuple[di
 
 
 def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path,
-                  step_callbacks: Sequence[StepCallback] = ()) -> Any:
+                  step_callbacks: Sequence[StepCallback] = (), run_callbacks: Sequence[Any] = ()) -> Any:
     """The ``TorchTrainer`` for ``cfg`` (paths already resolved) over prepared data.
 
-    ``step_callbacks`` run on every rank before each optimizer step (see ``worker.StepCallback``).
+    ``step_callbacks`` run on every rank before each optimizer step (see ``worker.StepCallback``);
+    ``run_callbacks`` are Ray Train callbacks of the run (e.g. Tune's report callback).
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -168,7 +169,7 @@ def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path,
         checkpoint_config=ray.train.CheckpointConfig(
             num_to_keep=t.keep_checkpoints, checkpoint_score_attribute="valid_loss",
             checkpoint_score_order="min"),
-        worker_runtime_env={"env_vars": _worker_env(cfg)})
+        callbacks=list(run_callbacks), worker_runtime_env={"env_vars": _worker_env(cfg)})
     return TorchTrainer(
         train_func_per_worker,
         train_loop_config={"experiment": cfg.to_dict(), "prepared_path": str(prepared_path),
@@ -212,10 +213,12 @@ def init_ray(cfg: ExperimentConfig) -> None:
 
 
 def run_training(cfg: ExperimentConfig, *, root: str | Path | None = None,
-                 step_callbacks: Sequence[StepCallback] = ()) -> TrainingResult:
+                 step_callbacks: Sequence[StepCallback] = (),
+                 run_callbacks: Sequence[Any] = ()) -> TrainingResult:
     """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`.
 
-    ``root``: the folder relative config paths resolve against (see :func:`resolve_paths`).
+    ``root``: the folder relative config paths resolve against (see :func:`resolve_paths`);
+    the callbacks go to :func:`build_trainer`.
     """
     cfg = resolve_paths(cfg, root)
     init_ray(cfg)
@@ -223,7 +226,7 @@ def run_training(cfg: ExperimentConfig, *, root: str | Path | None = None,
     print(f"[paths] checkpoints: {Path(cfg.run.storage_path) / cfg.run_name}\n"
           f"[paths] prepared data: {prepared.path}\n"
           f"[paths] MLflow: {cfg.tracking.tracking_uri if cfg.tracking.enabled else 'off'}", flush=True)
-    result = build_trainer(cfg, prepared.path, step_callbacks).fit()
+    result = build_trainer(cfg, prepared.path, step_callbacks, run_callbacks).fit()
     return _summarise(cfg, result, str(prepared.path))
 
 

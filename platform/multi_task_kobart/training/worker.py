@@ -36,6 +36,8 @@ from multi_task_kobart.training.metrics import format_progress, format_validatio
 from multi_task_kobart.training.streams import TaskRows
 
 _READ_BATCH = 4096
+#: The report key naming the worker group's placement group (hex id).
+TRAIN_PLACEMENT_GROUP = "train_placement_group"
 
 
 class StepCallback(Protocol):
@@ -170,6 +172,14 @@ class _Checkpointer:
 
     def __init__(self, cfg: ExperimentConfig, engine: TrainingEngine, tokenizer: Any) -> None:
         self.cfg, self.engine, self.tokenizer = cfg, engine, tokenizer
+        # Every report names the worker group's placement group: a Tune sweep releases it when
+        # the trial ends (Ray's own clean-up of a killed run needs the dashboard's state API).
+        group = ray.util.get_current_placement_group()
+        self.extras = {TRAIN_PLACEMENT_GROUP: group.id.hex()} if group is not None else {}
+
+    def report_metrics(self, metrics: dict[str, Any]) -> None:
+        """Report metrics without a checkpoint (every rank; Ray Tune trials see rank 0's)."""
+        ray.train.report({**metrics, **self.extras}, checkpoint=None)
 
     def report(self, metrics: dict[str, Any], step: int,
                after_save: Callable[[Path], None] | None = None) -> None:
@@ -178,6 +188,7 @@ class _Checkpointer:
         ``after_save`` runs on rank 0 while the local copy still exists (final MLflow upload).
         """
         data_state = self.engine.gather_data_state()  # a collective
+        metrics = {**metrics, **self.extras}
         if not dist.is_rank0():
             ray.train.report(metrics, checkpoint=None)
             return
@@ -198,6 +209,8 @@ class _Checkpointer:
 def _run_steps(t: TrainingConfig, engine: TrainingEngine, checkpointer: _Checkpointer,
                start: int, resumed: bool, callbacks: list[StepCallback]) -> None:
     """Steps ``[start, max_steps)`` with periodic logging, validation and checkpoints."""
+    # Every report of a resumed run says where it resumed (a retried Tune trial shows it).
+    resume_info = {"resumed_from_step": start} if resumed else {}
     for step in range(start, t.max_steps):
         for callback in callbacks:
             callback(step, resumed)
@@ -211,8 +224,12 @@ def _run_steps(t: TrainingConfig, engine: TrainingEngine, checkpointer: _Checkpo
         if checkpoint_now or done % t.eval_every == 0:
             valid = engine.validate()
             _log_valid(valid, done)
+            # Every validation is reported (a Tune scheduler acts on these); with a checkpoint
+            # when one is due.
             if checkpoint_now:
-                checkpointer.report({"step": done, **valid}, done)
+                checkpointer.report({"step": done, **valid, **resume_info}, done)
+            else:
+                checkpointer.report_metrics({"step": done, **valid, **resume_info})
 
 
 def _gather_checksums(engine: TrainingEngine) -> list[str]:
@@ -253,7 +270,7 @@ def _headline(report: dict[str, Any]) -> dict[str, float]:
 
 
 def _finish(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkpointer,
-            tokenizer: Any, prepared_path: str, tracked: bool) -> WorkerResult:
+            tokenizer: Any, prepared_path: str, tracked: bool, resumed_from: int | None) -> WorkerResult:
     """Final validation, evaluation (rank 0), final checkpoint + report, MLflow model."""
     step = engine.state.step
     valid = engine.validate()
@@ -261,6 +278,8 @@ def _finish(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkp
     initial = {f"initial_{k}": v for k, v in engine.state.initial_metrics.items()}
     metrics: dict[str, Any] = {"step": step, **valid, **initial,
                                "param_checksums": _gather_checksums(engine)}
+    if resumed_from is not None:
+        metrics["resumed_from_step"] = resumed_from
     result = WorkerResult(world_size=dist.get_world_size())
     if dist.is_rank0() and cfg.evaluation.enabled:
         report = _held_out_evaluation(cfg.evaluation, engine.model, tokenizer, prepared_path,
@@ -311,8 +330,13 @@ def _tracking_run(cfg: ExperimentConfig, run_id: str | None) -> contextlib.Abstr
         return contextlib.nullcontext()
     from multi_task_kobart import tracking
 
+    parent = cfg.tracking.parent_run_id
+    if run_id is None and parent:
+        # A retried Tune trial that crashed before its first checkpoint continues its own run.
+        run_id = tracking.find_child_run(cfg.tracking, parent, cfg.run_name)
     params = None if run_id else cfg.to_dict()  # params are immutable in MLflow: log once
     return tracking.start_run(cfg.tracking, cfg.run_name, params, run_id=run_id,
+                              parent_run_id=None if run_id else parent,
                               tags={"mtk.strategy": cfg.training.strategy})
 
 
@@ -345,7 +369,8 @@ def train_func_per_worker(config: dict[str, Any]) -> WorkerResult:
             _log_valid(engine.state.initial_metrics, 0)
         _run_steps(cfg.training, engine, checkpointer, start, resumed,
                    list(config.get("step_callbacks") or []))
-        result = _finish(cfg, engine, checkpointer, tokenizer, prepared_path, tracked=run is not None)
+        result = _finish(cfg, engine, checkpointer, tokenizer, prepared_path, tracked=run is not None,
+                         resumed_from=start if resumed else None)
     result.mlflow_run_id = engine.state.mlflow_run_id
     result.resumed_from_step = start if resumed else None
     return result
