@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import yaml
 
@@ -61,8 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with open(args.config) as handle:
-        base = apply_overrides(yaml.safe_load(handle) or {}, args.overrides)
+    if not Path(args.config).is_file():
+        raise SystemExit(f"config file {args.config!r} does not exist.")
+    base = apply_overrides(yaml.safe_load(Path(args.config).read_text()) or {}, args.overrides)
     space = load_space(args.space, base)
     settings = SweepSettings(**{f.name: getattr(args, f.name) for f in fields(SweepSettings)})
     result = run_sweep(base, space, settings, root=args.root, train_best=args.train_best)

@@ -157,3 +157,27 @@ def test_a_resume_with_other_settings_is_refused(base, tmp_path):
     other = {**base, "training": {**base["training"], "max_steps": 10}}
     with pytest.raises(ValueError, match=r"\['base.training.max_steps'\].*another --name"):
         sweep_state(tmp_path, SweepSettings(name="s"), other, space)
+
+
+def test_concurrent_trials_on_a_sqlite_store_log_through_a_local_server(tmp_path):
+    """SQLite takes one writer: with two trials at once the sweep puts an mlflow server in front."""
+    from mlflow import MlflowClient
+
+    from multi_task_kobart.tuning.sweep import _tracking_uri_for_trials
+    from multi_task_kobart.training.driver import resolve_paths
+
+    cfg = resolve_paths(load_config(ROOT / "configs" / "tiny.yaml", [f"tracking.tracking_uri={tmp_path / 'store'}"]))
+    store = cfg.tracking.tracking_uri
+    with _tracking_uri_for_trials(cfg, concurrency=1) as uri:
+        assert uri == store  # one writer: the file itself
+    with _tracking_uri_for_trials(cfg, concurrency=2) as uri:
+        assert uri.startswith("http://127.0.0.1:")
+        client = MlflowClient(uri)
+        experiment = client.create_experiment("through-server")
+        run_id = client.create_run(experiment, run_name="trial-x").info.run_id
+        client.log_metric(run_id, "objective", 1.25)
+    # Written into the same SQLite store, and the server is gone afterwards.
+    assert MlflowClient(store).get_run(run_id).data.metrics["objective"] == 1.25
+    import urllib.request
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{uri}/health", timeout=2)

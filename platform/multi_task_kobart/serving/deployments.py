@@ -22,7 +22,7 @@ import logging
 import os
 import resource
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,11 @@ from multi_task_kobart.tokenizer import load_tokenizer, tokenizer_fingerprint
 logger = logging.getLogger("ray.serve")
 #: Serve batches allowed in flight at once: all of them reach the ComputeLane, which merges them.
 MAX_SERVE_BATCHES = 64
+#: Colocated replica: the longest a decode batch waits for encodes in flight, and how long an
+#: encoded request may take to come back as a decode call before it no longer counts (its caller
+#: may have gone).
+DECODE_MAX_HOLD_S = 0.5
+ENCODE_TRANSIT_MAX_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,13 +132,25 @@ def process_memory(pid: int | None = None) -> dict[str, int]:
 
 
 class ComputeLane:
-    """Runs ``function`` over lists of jobs on the replica's compute thread, merging what waits."""
+    """Runs ``function`` over lists of jobs on the replica's compute thread, merging what waits.
+
+    ``hold`` (optional): while it returns True, a batch about to start waits (at most
+    ``max_hold_s``) for work that is on its way; the colocated replica holds its decodes while
+    encodes are queued, running, or just done, so one decode batch takes every request of a
+    wave instead of starting with the first few and leaving the rest for a second full pass.
+    """
 
     def __init__(self, function: Callable[[list[Any]], list[Any]], executor: ThreadPoolExecutor,
-                 max_jobs: int) -> None:
+                 max_jobs: int, hold: Callable[[], bool] | None = None, max_hold_s: float = 0.0) -> None:
         self.function, self.executor, self.max_jobs = function, executor, max_jobs
+        self.hold, self.max_hold_s = hold, max_hold_s
         self.pending: list[tuple[list[Any], asyncio.Future]] = []
         self.worker: asyncio.Task | None = None
+        self.running = False
+
+    def busy(self) -> bool:
+        """Work waiting or computing."""
+        return bool(self.pending) or self.running
 
     async def submit(self, jobs: list[Any]) -> list[Any]:
         """Results for ``jobs``, in order, computed together with whatever else is waiting."""
@@ -146,8 +163,10 @@ class ComputeLane:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while self.pending:
+            await self._wait_for_feeders()
             taken = self._take()
             jobs = [job for group, _ in taken for job in group]
+            self.running = True
             try:
                 results = await loop.run_in_executor(self.executor, self.function, jobs)
             except Exception as exc:  # noqa: BLE001 - every caller of this run gets it
@@ -155,11 +174,20 @@ class ComputeLane:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self.running = False
             start = 0
             for group, future in taken:
                 if not future.done():
                     future.set_result(results[start:start + len(group)])
                 start += len(group)
+
+    async def _wait_for_feeders(self) -> None:
+        if self.hold is None:
+            return
+        deadline = time.monotonic() + self.max_hold_s
+        while self.hold() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
     def _take(self) -> list[tuple[list[Any], asyncio.Future]]:
         """Whole waiting batches, oldest first, up to ``max_jobs`` jobs (always at least one batch)."""
@@ -261,12 +289,36 @@ class Colocated:
         self.encoder_core = EncoderCore(model, model_id, tokenizer_id(self.replica.directory))
         self.decoder_core = DecoderCore(model, model_id, tasks)
         self.encode_lane = self.replica.lane(self.encoder_core.encode_batch, config)
-        self.decode_lane = self.replica.lane(self.decoder_core.decode_batch, config)
+        # One compute thread for both stages: a decode batch waits while encodes are queued or
+        # running, or encoded requests are on their way back as decode calls (a wave of requests
+        # then decodes as one batch rather than the first few alone, the rest a full pass later).
+        self.in_transit: deque[float] = deque()  # when each encoded request left, oldest first
+        self.decode_lane = ComputeLane(self.decoder_core.decode_batch, self.replica.executor,
+                                       config.max_batch_size, max_hold_s=DECODE_MAX_HOLD_S,
+                                       hold=lambda: self.encode_lane.busy() or self._awaiting_decode())
         self.encoder_core.warm_up()
         self.decoder_core.warm_up()
         configure_batching(self, config)
 
-    encode, decode, ready, stats = _encode, _decode, _ready, _stats
+    ready, stats = _ready, _stats
+
+    async def encode(self, job: EncodeJob) -> Encoded:
+        encoded = await _encode(self, job)
+        self.in_transit.append(time.monotonic())
+        return encoded
+
+    async def decode(self, encoded: Encoded, task: str, rows: list[int] | None, settings: Settings) -> Decoded:
+        # Each decode call clears the oldest entry; a multi-task request's further calls clear
+        # others' early. The hold only shapes batches, so a miscount costs speed, never answers.
+        if self.in_transit:
+            self.in_transit.popleft()
+        return await _decode(self, encoded, task, rows, settings)
+
+    def _awaiting_decode(self) -> bool:
+        cutoff = time.monotonic() - ENCODE_TRANSIT_MAX_S
+        while self.in_transit and self.in_transit[0] < cutoff:
+            self.in_transit.popleft()
+        return bool(self.in_transit)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01, max_concurrent_batches=MAX_SERVE_BATCHES)
     async def _encode_batch(self, jobs: list[EncodeJob]) -> list[Encoded]:

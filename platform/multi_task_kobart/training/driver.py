@@ -214,20 +214,21 @@ def init_ray(cfg: ExperimentConfig) -> None:
 
 def run_training(cfg: ExperimentConfig, *, root: str | Path | None = None,
                  step_callbacks: Sequence[StepCallback] = (),
-                 run_callbacks: Sequence[Any] = ()) -> TrainingResult:
+                 run_callbacks: Sequence[Any] = (), prepared_path: str | Path | None = None) -> TrainingResult:
     """Prepare data, run the ``TorchTrainer`` and return a :class:`TrainingResult`.
 
     ``root``: the folder relative config paths resolve against (see :func:`resolve_paths`);
-    the callbacks go to :func:`build_trainer`.
+    the callbacks go to :func:`build_trainer`; ``prepared_path``: a dataset already prepared
+    for ``cfg.data`` (a sweep prepares once for all its trials), else it is prepared here.
     """
     cfg = resolve_paths(cfg, root)
     init_ray(cfg)
-    prepared = prepare_data(cfg)
+    prepared_path = str(prepared_path or prepare_data(cfg).path)
     print(f"[paths] checkpoints: {Path(cfg.run.storage_path) / cfg.run_name}\n"
-          f"[paths] prepared data: {prepared.path}\n"
+          f"[paths] prepared data: {prepared_path}\n"
           f"[paths] MLflow: {cfg.tracking.tracking_uri if cfg.tracking.enabled else 'off'}", flush=True)
-    result = build_trainer(cfg, prepared.path, step_callbacks, run_callbacks).fit()
-    return _summarise(cfg, result, str(prepared.path))
+    result = build_trainer(cfg, prepared_path, step_callbacks, run_callbacks).fit()
+    return _summarise(cfg, result, prepared_path)
 
 
 def _summarise(cfg: ExperimentConfig, result: Any, prepared_path: str) -> TrainingResult:

@@ -188,16 +188,16 @@ class _Checkpointer:
         ``after_save`` runs on rank 0 while the local copy still exists (final MLflow upload).
         """
         data_state = self.engine.gather_data_state()  # a collective
-        metrics = {**metrics, **self.extras}
+        reported = {**metrics, **self.extras}
         if not dist.is_rank0():
-            ray.train.report(metrics, checkpoint=None)
+            ray.train.report(reported, checkpoint=None)
             return
         engine = self.engine
         with tempfile.TemporaryDirectory(prefix="mtk-ckpt-") as tmp:
             save_checkpoint(tmp, model=engine.model, state=engine.checkpoint_state(data_state, metrics),
                             config=self.cfg.to_dict(), tokenizer=self.tokenizer,
                             optimizer=engine.optimizer, scheduler=engine.scheduler)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            ray.train.report(reported, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"checkpoint_{step:07d}")
             if after_save is not None:
                 after_save(Path(tmp))

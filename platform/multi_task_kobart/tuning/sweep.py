@@ -296,7 +296,7 @@ def run_sweep(base: dict[str, Any], space: SearchSpace, settings: SweepSettings,
 
     cfg = resolve_paths(ExperimentConfig.from_dict(base), root)
     init_ray(cfg)
-    prepare_data(cfg)  # once here: every trial then finds the shards ready
+    prepared = prepare_data(cfg)  # once here; trials reuse it unless they change the data
     storage = str(Path(settings.storage_path or cfg.run.storage_path).expanduser().resolve())
     experiment = Path(storage) / settings.name
     derived = derive_max_concurrent(ray.cluster_resources(), cfg, settings.trial_cpus)
@@ -310,7 +310,8 @@ def run_sweep(base: dict[str, Any], space: SearchSpace, settings: SweepSettings,
         spec = TrialSpec(base=cfg.to_dict(), space=space, sweep_name=settings.name,
                          train_storage=str(Path(storage) / f"{settings.name}-trials"), tracking_uri=uri,
                          parent_run_id=parent_id, objective=Objective(tuple(cfg.tasks), settings.objective),
-                         step_callbacks=tuple(step_callbacks))
+                         step_callbacks=tuple(step_callbacks),
+                         prepared_path=None if _changes_data(space) else str(prepared.path))
         grid = build_tuner(spec, settings, cfg, storage, concurrency).fit()
         rows = trial_rows(grid, space, cfg.training.max_steps)
         _close_trial_runs(cfg, uri, parent_id, settings.name, rows)
@@ -336,6 +337,11 @@ def run_sweep(base: dict[str, Any], space: SearchSpace, settings: SweepSettings,
     if train_best:
         result.best_training = run_training(load_config(best_path), root=root)
     return result
+
+
+def _changes_data(space: SearchSpace) -> bool:
+    """Whether trials prepare data of their own (a searched ``data.*`` key or the seed)."""
+    return any(key == "seed" or key.startswith("data.") for key in space.keys)
 
 
 def _plan(space: SearchSpace, settings: SweepSettings) -> str:

@@ -30,6 +30,7 @@ class TrialSpec:
     parent_run_id: str | None
     objective: Objective
     step_callbacks: tuple[Any, ...] = ()
+    prepared_path: str | None = None  # the sweep's prepared data, when no trial changes it
 
     def config(self, values: dict[str, Any], trial_id: str) -> ExperimentConfig:
         """The trial's experiment config: the base with ``values``, as an experiment, not a release."""
@@ -48,7 +49,7 @@ def run_trial(values: dict[str, Any], spec: TrialSpec) -> None:
 
     trial_id = ray.tune.get_context().get_trial_id()
     run_training(spec.config(values, trial_id), step_callbacks=spec.step_callbacks,
-                 run_callbacks=[ObjectiveReportCallback(spec.objective)])
+                 run_callbacks=[ObjectiveReportCallback(spec.objective)], prepared_path=spec.prepared_path)
 
 
 # --------------------------------------------------------------------------- progress
