@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
-from pathlib import Path
 
-import yaml
-
-from multi_task_kobart.config import apply_overrides
+from multi_task_kobart.config import load_config_dict
 from multi_task_kobart.training.driver import ROOT_ENV
 from multi_task_kobart.tuning.space import load_space
 from multi_task_kobart.tuning.sweep import SweepSettings, run_sweep
@@ -62,9 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not Path(args.config).is_file():
-        raise SystemExit(f"config file {args.config!r} does not exist.")
-    base = apply_overrides(yaml.safe_load(Path(args.config).read_text()) or {}, args.overrides)
+    try:
+        base = load_config_dict(args.config, args.overrides)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     space = load_space(args.space, base)
     settings = SweepSettings(**{f.name: getattr(args, f.name) for f in fields(SweepSettings)})
     result = run_sweep(base, space, settings, root=args.root, train_best=args.train_best)

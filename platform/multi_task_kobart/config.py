@@ -514,12 +514,17 @@ def set_value(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return raw
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML config (None = all defaults), apply overrides, validate."""
+def load_config_dict(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A YAML config (None = all defaults) with overrides applied, as a nested dict, not yet validated."""
     raw: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist.")
         raw = yaml.safe_load(path.read_text()) or {}
-    return ExperimentConfig.from_dict(apply_overrides(raw, list(overrides or [])))
+    return apply_overrides(raw, list(overrides or []))
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (None = all defaults), apply overrides, validate."""
+    return ExperimentConfig.from_dict(load_config_dict(path, overrides))

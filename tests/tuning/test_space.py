@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from multi_task_kobart.config import load_config
 from multi_task_kobart.tuning.objective import OBJECTIVE, Objective

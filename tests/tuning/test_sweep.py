@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from multi_task_kobart.config import apply_overrides, load_config
+from multi_task_kobart.config import load_config, load_config_dict
 from multi_task_kobart.tuning.results import BEST_CONFIG, PLOT_PNG, RESULTS_CSV
 from multi_task_kobart.tuning.space import parse_space
 from multi_task_kobart.tuning.sweep import SweepSettings, run_sweep
@@ -85,7 +85,7 @@ def sweep(ray_session, prepared_tiny, tmp_path_factory):
     space_file.write_text(yaml.safe_dump(SPACE))
     ended, output = _first_half(tmp, overrides, space_file, ray_session.get_runtime_context().gcs_address)
     resumed_at = time.time()
-    base = apply_overrides(yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text()), overrides)
+    base = load_config_dict(ROOT / "configs" / "tiny.yaml", overrides)
     settings = SweepSettings(name=NAME, num_samples=1, grace_period=1, max_concurrent_trials=1)
     marker = tmp / "crashed_run.txt"
     result = run_sweep(base, parse_space(SPACE, base, str(space_file)), settings,

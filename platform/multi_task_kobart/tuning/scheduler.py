@@ -19,7 +19,6 @@ from typing import Any
 from ray.tune.schedulers import ASHAScheduler
 
 from multi_task_kobart.config import TrainingConfig
-from multi_task_kobart.tuning.objective import OBJECTIVE
 
 
 class ResumableASHA(ASHAScheduler):

@@ -21,10 +21,11 @@ trials are kept, the rest run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
@@ -227,6 +228,11 @@ def _diff(old: Any, new: Any, prefix: str) -> list[str]:
     return [] if old == new else [prefix]
 
 
+def _sweep_tracking(cfg: ExperimentConfig, uri: str) -> Any:
+    """The tracking settings of the sweep's own runs: the trials' store, nothing to register."""
+    return dataclasses.replace(cfg.tracking, tracking_uri=uri, registered_model_name=None, alias=None)
+
+
 @contextmanager
 def _parent_run(cfg: ExperimentConfig, uri: str | None, settings: SweepSettings, space: SearchSpace,
                 experiment: Path, state: dict[str, Any]) -> Iterator[str | None]:
@@ -238,9 +244,7 @@ def _parent_run(cfg: ExperimentConfig, uri: str | None, settings: SweepSettings,
         return
     known = state.get("parent_run_id")
     params = None if known else {"sweep": settings.__dict__, "space": space.to_dict()}
-    tracking_cfg = type(cfg.tracking)(tracking_uri=uri, experiment_name=cfg.tracking.experiment_name,
-                                      registered_model_name=None, alias=None)
-    with tracking.start_run(tracking_cfg, settings.name, params, run_id=known,
+    with tracking.start_run(_sweep_tracking(cfg, uri), settings.name, params, run_id=known,
                             tags={"mtk.kind": "sweep", "mtk.objective": settings.objective}) as run:
         state["parent_run_id"] = run.info.run_id
         (experiment / STATE_FILE).write_text(json.dumps(state, ensure_ascii=False))
@@ -257,9 +261,7 @@ def _close_trial_runs(cfg: ExperimentConfig, uri: str | None, parent_id: str | N
         return
     statuses = {f"{name}-{row.trial_id}": "KILLED" if row.stopped_early else "FINISHED"
                 for row in rows if row.status == "TERMINATED"}
-    tracking_cfg = type(cfg.tracking)(tracking_uri=uri, experiment_name=cfg.tracking.experiment_name,
-                                      registered_model_name=None, alias=None)
-    tracking.close_child_runs(tracking_cfg, parent_id, statuses,
+    tracking.close_child_runs(_sweep_tracking(cfg, uri), parent_id, statuses,
                               tags={f"{name}-{row.trial_id}": {"mtk.stopped_early": str(row.stopped_early).lower()}
                                     for row in rows})
 
@@ -296,7 +298,8 @@ def run_sweep(base: dict[str, Any], space: SearchSpace, settings: SweepSettings,
 
     cfg = resolve_paths(ExperimentConfig.from_dict(base), root)
     init_ray(cfg)
-    prepared = prepare_data(cfg)  # once here; trials reuse it unless they change the data
+    # Prepared once here for every trial, unless the trials change the data (then each prepares its own).
+    prepared_path = None if _changes_data(space) else str(prepare_data(cfg).path)
     storage = str(Path(settings.storage_path or cfg.run.storage_path).expanduser().resolve())
     experiment = Path(storage) / settings.name
     derived = derive_max_concurrent(ray.cluster_resources(), cfg, settings.trial_cpus)
@@ -311,18 +314,18 @@ def run_sweep(base: dict[str, Any], space: SearchSpace, settings: SweepSettings,
                          train_storage=str(Path(storage) / f"{settings.name}-trials"), tracking_uri=uri,
                          parent_run_id=parent_id, objective=Objective(tuple(cfg.tasks), settings.objective),
                          step_callbacks=tuple(step_callbacks),
-                         prepared_path=None if _changes_data(space) else str(prepared.path))
+                         prepared_path=prepared_path)
         grid = build_tuner(spec, settings, cfg, storage, concurrency).fit()
         rows = trial_rows(grid, space, cfg.training.max_steps)
         _close_trial_runs(cfg, uri, parent_id, settings.name, rows)
-        # Trials the searcher had not created yet are not in the grid at all.
-        expected = settings.num_samples * space.grid_size()
-        result = SweepResult(str(experiment), rows, interrupted=_unfinished(rows) or len(rows) < expected,
+        # Counted against the plan: trials the searcher had not created yet are not in the grid.
+        left = settings.num_samples * space.grid_size() - sum(r.status in ("TERMINATED", "ERROR") for r in rows)
+        result = SweepResult(str(experiment), rows, interrupted=left > 0,
                              max_concurrent_trials=concurrency, parent_run_id=parent_id, tracking_uri=uri)
         if result.interrupted:
             _end_interrupted(parent_id)
-            print(f"[sweep] interrupted with {sum(r.status not in ('TERMINATED', 'ERROR') for r in rows)} "
-                  "trial(s) left: run the same command again to resume", flush=True)
+            print(f"[sweep] interrupted with {left} trial(s) left: run the same command again to resume",
+                  flush=True)
             return result
         result.best = best_row(rows)
         best_path = experiment / BEST_CONFIG
@@ -348,10 +351,6 @@ def _plan(space: SearchSpace, settings: SweepSettings) -> str:
     trials = settings.num_samples * space.grid_size()
     return (f"{trials} trial(s) over {', '.join(space.keys)} ({settings.search} search, "
             f"{settings.scheduler} scheduler)")
-
-
-def _unfinished(rows: list[TrialRow]) -> bool:
-    return any(row.status not in ("TERMINATED", "ERROR") for row in rows)
 
 
 def _end_interrupted(parent_id: str | None) -> None:
