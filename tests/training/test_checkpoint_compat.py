@@ -22,7 +22,7 @@ from multi_task_kobart.model import MultiTaskKoBART
 from multi_task_kobart.training.build import build_sampler
 from multi_task_kobart.training.checkpoint import (FORMAT_VERSION, OPTIMIZER, SCHEDULER, TRAINER_STATE,
                                                    load_training_state, read_trainer_state,
-                                                   save_checkpoint)
+                                                   save_checkpoint, verify_checkpoint)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V0 = FIXTURES / "checkpoint_v0"
@@ -63,12 +63,16 @@ def test_a_version_0_checkpoint_resumes_into_todays_engine(v0_checkpoint):
     engine.train_step(1)  # and training goes on from it
 
 
+def test_a_version_0_checkpoint_has_no_checksums_and_passes_verification():
+    verify_checkpoint(V0)  # nothing to compare against: not an error
+
+
 def test_new_checkpoints_carry_the_version_and_the_sampler(tmp_path):
     engine = make_engine(make_config(max_steps=4, warmup_steps=1))
     engine.train_step(0)
     save_checkpoint(tmp_path, model=engine.model, state=engine.checkpoint_state({}, {}))
     raw = json.loads((tmp_path / TRAINER_STATE).read_text())
-    assert raw["format_version"] == FORMAT_VERSION == 1
+    assert raw["format_version"] == FORMAT_VERSION == 2
     state = read_trainer_state(tmp_path)
     assert state.sampler == engine.strategy.sampler.state_dict()
     # The resumed run rebuilds the very sampler it saved, whatever the data says now.

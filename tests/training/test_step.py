@@ -129,7 +129,7 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_schedule(tmp_path)
     for step in range(3):
         engine.train_step(step)
     save_checkpoint(tmp_path, model=engine.model,
-                    state=engine.checkpoint_state(engine.gather_data_state(), {"valid_loss": 1.0}),
+                    state=engine.checkpoint_state(engine.gather_rank_states()[0], {"valid_loss": 1.0}),
                     config=cfg.to_dict(), optimizer=engine.optimizer, scheduler=engine.scheduler)
     assert {p.name for p in tmp_path.iterdir()} >= {"model.safetensors", "config.json", "train_config.json",
                                                     "trainer_state.json", "optimizer.pt", "scheduler.pt"}

@@ -85,5 +85,32 @@ class FailOnceAt:
             raise InjectedFailure(f"injected failure at step {step} (test callback)")
 
 
+@dataclass(frozen=True)
+class WaitToBeKilled:
+    """A step callback that, on a fresh start, stops worker ``rank`` before ``step`` and writes
+    its process id to ``pid_file``, so that the test kills it from outside (``os.kill``) the way
+    a node loses a process: no exception, no clean-up. Raises if nobody kills it in time."""
+
+    step: int
+    rank: int
+    pid_file: str
+    timeout_s: float = 120.0
+
+    def __call__(self, step: int, resumed: bool) -> None:
+        import os
+        import time
+
+        from multi_task_kobart.training import dist
+
+        if step != self.step or resumed or dist.get_rank() != self.rank:
+            return
+        partial = f"{self.pid_file}.tmp"
+        with open(partial, "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(partial, self.pid_file)
+        time.sleep(self.timeout_s)
+        raise InjectedFailure(f"worker {self.rank} was not killed within {self.timeout_s} s")
+
+
 # Ray pickles the callback to send it to the workers, which cannot import this test module.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

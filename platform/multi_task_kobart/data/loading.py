@@ -12,6 +12,7 @@ notebook or a unit test needs neither Ray nor a cluster.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -70,6 +71,46 @@ def read_task_table(prepared_dir: str | Path, split: str, task: str,
     tables = [pq.read_table(path, columns=list(columns) if columns else None)
               for path in task_files(prepared_dir, split, task)]
     return pa.concat_tables(tables)
+
+
+def manifest_hash(prepared_dir: str | Path) -> str:
+    """SHA-256 of a prepared dataset's ``manifest.json``: what a checkpoint records so that a
+    run never resumes over data that changed under it."""
+    return hashlib.sha256((resolve_prepared_dir(prepared_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
+def rank_row_range(n_rows: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous rows ``[start, stop)`` of ``n_rows`` that ``rank`` trains on.
+
+    Ranks get consecutive, equal (within one row) slices in the manifest's file order. Train
+    shards are shuffled at preparation, so a slice is a random sample; the rule needs only
+    the row count, so every rank (and a resumed run) computes the same split alone.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank!r} must be in [0, world_size={world_size!r}).")
+    return n_rows * rank // world_size, n_rows * (rank + 1) // world_size
+
+
+def read_rank_rows(prepared_dir: str | Path, split: str, task: str, rank: int, world_size: int,
+                   columns: Sequence[str] | None = None) -> pa.Table:
+    """This rank's slice (:func:`rank_row_range`) of one (split, task), reading only the Parquet
+    row groups that overlap it: the large-data path, where no process holds every row."""
+    files = [pq.ParquetFile(path) for path in task_files(prepared_dir, split, task)]
+    total = sum(handle.metadata.num_rows for handle in files)
+    start, stop = rank_row_range(total, rank, world_size)
+    pieces, offset = [], 0
+    for handle in files:
+        for group in range(handle.metadata.num_row_groups):
+            size = handle.metadata.row_group(group).num_rows
+            lo, hi = max(start, offset), min(stop, offset + size)
+            if lo < hi:
+                table = handle.read_row_group(group, columns=list(columns) if columns else None)
+                pieces.append(table.slice(lo - offset, hi - lo))
+            offset += size
+    if not pieces:  # fewer rows than ranks: an empty table of the same columns
+        empty = files[0].schema_arrow.empty_table()
+        return empty.select(list(columns)) if columns else empty
+    return pa.concat_tables(pieces)
 
 
 class TaskIterableDataset(torch.utils.data.IterableDataset):

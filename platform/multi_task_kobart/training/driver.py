@@ -9,6 +9,9 @@ Train V2 semantics worth knowing:
 - ``FailureConfig(max_failures)`` restarts the worker group after a crash, again from
   the latest checkpoint. A run that runs out of retries raises ``TrainingFailedError``.
 - ``CheckpointConfig`` keeps the K best checkpoints by ``valid_loss`` (plus the latest).
+- Ray registers a checkpoint when its controller polls the workers' reports (every 2 s);
+  the workers therefore also look in the run folder for a newer intact checkpoint than the
+  one Ray hands them, and skip damaged ones (``worker._resume_directory``).
 
 Relative paths in the config resolve against a root directory that the user chose
 (``root``; ``jobs/train.py --root``, or ``MTK_ROOT_DIR``), by default the current directory.
@@ -34,9 +37,8 @@ _PATH_FIELDS = (("data", "prepared_dir"), ("data", "source"), ("data", "tokenize
                 ("model", "pretrained"), ("run", "storage_path"))
 #: Paths that are always local folders (the others may also be hub ids or "bundled").
 _FOLDER_FIELDS = (("data", "prepared_dir"), ("run", "storage_path"))
-#: What workers read from the shards: a stable row id (for a deterministic split by rank)
-#: and the token ids.
-_ROW_COLUMNS = ("id", "input_ids", "labels")
+#: What workers need of the shards: the token ids.
+_ROW_COLUMNS = ("input_ids", "labels")
 #: The environment variable that names the root for relative paths.
 ROOT_ENV = "MTK_ROOT_DIR"
 #: Ray unpacks ``--working-dir`` uploads below this folder of its session directory.
@@ -113,38 +115,43 @@ def prepare_data(cfg: ExperimentConfig) -> Any:
 
 
 def build_datasets(cfg: ExperimentConfig, prepared_path: str | Path) -> tuple[dict[str, Any], bool]:
-    """``{"train_<task>": ds, "valid_<task>": ds}`` Ray Datasets of token ids, and whether
-    they are in memory (then every worker gets all rows and keeps its own by rank).
+    """``{"train_<task>": ds, "valid_<task>": ds}`` in-memory Ray Datasets of token ids, and
+    whether the data is small enough for them (else ``{}``, False).
 
-    Each Ray Data execution costs seconds of fixed start-up (read tasks, a split
-    coordinator per dataset), which dominates a small run. Up to ``data.in_memory_max_rows``
-    the driver reads the token-id columns itself and hands Ray in-memory Arrow blocks;
-    larger datasets are streamed from the Parquet shards and split by Ray Data.
+    Up to ``data.in_memory_max_rows`` the driver reads the token-id columns itself and hands
+    Ray in-memory Arrow blocks: every worker receives all rows (through the object store, so
+    workers need no access to the prepared folder) and keeps its slice. Each Ray Data
+    execution costs seconds of fixed start-up, which dominates a small run; a Parquet read
+    would too. Larger data is not shipped at all: each worker reads its own slice of the
+    shards (``worker._read_from_shards``), which must then be on storage every node sees.
+    Both paths give every rank the same rows (``loading.rank_row_range``), and neither lets
+    Ray Data decide who gets which row: ``streaming_split`` hands blocks to whichever worker
+    asks first and cannot resume mid-epoch, so a resumed run could not continue exactly.
     """
+    import pyarrow as pa
     import ray.data
 
-    from multi_task_kobart.data.loading import available_tasks, load_task_datasets, read_task_table
+    from multi_task_kobart.data.loading import available_tasks, read_task_table
     from multi_task_kobart.data.prepare import read_manifest
 
     missing = [task for task in cfg.tasks if task not in available_tasks(prepared_path, "train")]
     if missing:
         raise ValueError(f"prepared dataset {str(prepared_path)!r} has no train rows for {missing}; "
                          f"it has {available_tasks(prepared_path, 'train')}.")
-    # Progress bars of these second-long reads only garble the training progress lines.
-    ray.data.DataContext.get_current().enable_progress_bars = False
     counts = read_manifest(prepared_path)["counts"]
     total = sum(counts.get(split, {}).get(task, 0) for split in ("train", "valid") for task in cfg.tasks)
-    in_memory = total <= cfg.data.in_memory_max_rows
+    if total > cfg.data.in_memory_max_rows:
+        return {}, False
+    # Progress bars of these second-long reads only garble the training progress lines.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     datasets: dict[str, Any] = {}
     for split in ("train", "valid"):
-        tasks = [task for task in cfg.tasks if task in counts.get(split, {})]
-        if in_memory:
-            per_task = {task: ray.data.from_arrow(read_task_table(prepared_path, split, task, _ROW_COLUMNS))
-                        for task in tasks}
-        else:
-            per_task = load_task_datasets(prepared_path, split, tasks, columns=list(_ROW_COLUMNS))
-        datasets.update({f"{split}_{task}": dataset for task, dataset in per_task.items()})
-    return datasets, in_memory
+        for task in (task for task in cfg.tasks if task in counts.get(split, {})):
+            table = read_task_table(prepared_path, split, task, _ROW_COLUMNS)
+            # The manifest order travels with the rows: a worker restores it before slicing.
+            table = table.append_column("row_index", pa.array(range(table.num_rows), pa.int64()))
+            datasets[f"{split}_{task}"] = ray.data.from_arrow(table)
+    return datasets, True
 
 
 def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path,
@@ -173,14 +180,14 @@ def build_trainer(cfg: ExperimentConfig, prepared_path: str | Path,
     return TorchTrainer(
         train_func_per_worker,
         train_loop_config={"experiment": cfg.to_dict(), "prepared_path": str(prepared_path),
-                           "shard_by_rank": in_memory, "step_callbacks": list(step_callbacks)},
+                           "run_dir": run_directory(cfg), "in_memory": in_memory, "step_callbacks": list(step_callbacks)},
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend=dist.choose_backend(s.use_gpu)),
         run_config=run_config,
         datasets=datasets,
         # In-memory datasets go whole to every worker (no split coordinators to start).
-        dataset_config=ray.train.DataConfig(datasets_to_split=[] if in_memory else "all"))
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]))
 
 
 def _worker_env(cfg: ExperimentConfig) -> dict[str, str]:
@@ -227,8 +234,38 @@ def run_training(cfg: ExperimentConfig, *, root: str | Path | None = None,
     print(f"[paths] checkpoints: {Path(cfg.run.storage_path) / cfg.run_name}\n"
           f"[paths] prepared data: {prepared_path}\n"
           f"[paths] MLflow: {cfg.tracking.tracking_uri if cfg.tracking.enabled else 'off'}", flush=True)
+    check_run_resumable(cfg, prepared_path)
     result = build_trainer(cfg, prepared_path, step_callbacks, run_callbacks).fit()
     return _summarise(cfg, result, prepared_path)
+
+
+def run_directory(cfg: ExperimentConfig) -> str:
+    """``<run.storage_path>/<name>``: where Ray Train keeps the run's checkpoints (path or URI)."""
+    return f"{cfg.run.storage_path.rstrip('/')}/{cfg.run_name}"
+
+
+def check_run_resumable(cfg: ExperimentConfig, prepared_path: str | Path) -> None:
+    """Refuse, before any worker starts, to resume a run that cannot continue as configured.
+
+    A run folder with checkpoints is resumed by Ray from its latest one; this checks the
+    newest intact checkpoint against the worker count and the prepared data (the workers
+    check again, also on remote storage, which this driver-side look does not list).
+    Raises ``engine.ResumeError`` with the reason and what to change.
+    """
+    from multi_task_kobart.data.loading import manifest_hash
+    from multi_task_kobart.training.checkpoint import CorruptCheckpointError, verify_checkpoint
+    from multi_task_kobart.training.engine import check_resumable
+
+    run_dir = Path(cfg.run.storage_path) / cfg.run_name
+    if "://" in cfg.run.storage_path or not run_dir.is_dir():
+        return
+    for checkpoint in sorted((p for p in run_dir.glob("checkpoint_*") if p.is_dir()), reverse=True):
+        try:
+            verify_checkpoint(checkpoint)
+        except CorruptCheckpointError:
+            continue  # the workers fall back past it and say so
+        check_resumable(str(checkpoint), cfg.scaling.num_workers, manifest_hash(prepared_path))
+        return
 
 
 def _summarise(cfg: ExperimentConfig, result: Any, prepared_path: str) -> TrainingResult:

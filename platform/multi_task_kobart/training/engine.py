@@ -21,6 +21,7 @@ DDP notes (why the code looks the way it does):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +32,18 @@ from torch.nn.parallel import DistributedDataParallel
 from multi_task_kobart.model import token_cross_entropy
 from multi_task_kobart.tokenizer import LABEL_PAD
 from multi_task_kobart.training import dist
-from multi_task_kobart.training.checkpoint import TrainerState, load_training_state
+from multi_task_kobart.training.checkpoint import (TrainerState, capture_rng_state, load_training_state,
+                                                   read_rng_states, restore_rng_state)
 from multi_task_kobart.training.metrics import TrainMetricsWindow
 from multi_task_kobart.training.objective import TaskObjective
 from multi_task_kobart.training.strategies import Strategy, apply_freezing
 from multi_task_kobart.training.streams import BatchStream, move_to
 
 Batch = dict[str, torch.Tensor]
+
+
+class ResumeError(ValueError):
+    """A checkpoint cannot continue this run as configured (other world size, other data)."""
 
 
 # --------------------------------------------------------------------------- one step
@@ -197,6 +203,7 @@ class TrainingEngine:
             self._window.add(task, result.nll, result.n_tokens,
                              int(batch["attention_mask"].sum()) + result.n_tokens)
             tasks.append(task)
+            self.state.task_trace = hashlib.sha256(f"{self.state.task_trace}|{task}".encode()).hexdigest()
         lr = self.scheduler.get_last_lr()[0]
         grad_norm = optimizer_step(self.module, self.optimizer, self.scheduler, self.max_grad_norm)
         self.state.step = step + 1
@@ -230,17 +237,19 @@ class TrainingEngine:
 
     # ------------------------------------------------------------------ resume state
 
-    def gather_data_state(self) -> dict[str, Any]:
-        """Every rank's stream positions, gathered on all ranks (a collective)."""
-        local = {task: stream.state_dict() for task, stream in self.streams.items()}
+    def gather_rank_states(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every rank's stream positions and RNG states, gathered on all ranks (a collective)."""
+        local = ({task: stream.state_dict() for task, stream in self.streams.items()}, capture_rng_state())
         if not dist.is_distributed():
-            return {"0": local}
-        gathered: list[Any] = [None] * dist.get_world_size()
-        torch.distributed.all_gather_object(gathered, local)
-        return {str(rank): value for rank, value in enumerate(gathered)}
+            gathered: list[Any] = [local]
+        else:
+            gathered = [None] * dist.get_world_size()
+            torch.distributed.all_gather_object(gathered, local)
+        return ({str(rank): data for rank, (data, _) in enumerate(gathered)},
+                {str(rank): rng for rank, (_, rng) in enumerate(gathered)})
 
     def checkpoint_state(self, data_state: dict[str, Any], metrics: dict[str, Any]) -> TrainerState:
-        """The :class:`TrainerState` to save now (after :meth:`gather_data_state`)."""
+        """The :class:`TrainerState` to save now (after :meth:`gather_rank_states`)."""
         self.state.data_state = data_state
         self.state.metrics = dict(metrics)
         log_vars = getattr(self.objective.weighting, "log_vars", None)
@@ -249,21 +258,52 @@ class TrainingEngine:
         self.state.sampler = sampler.state_dict() if hasattr(sampler, "state_dict") else None
         return self.state
 
-    def restore(self, directory: str) -> TrainerState:
-        """Load weights, optimizer, scheduler, loss weights and this rank's data position."""
+    def restore(self, directory: str, data_hash: str | None = None) -> TrainerState:
+        """Load weights, optimizer, scheduler, loss weights, this rank's data position and RNGs.
+
+        Refuses (:class:`ResumeError`) a checkpoint written by another number of workers (each
+        rank's data position belongs to that rank's share of the rows: a different split would
+        drop or repeat rows) or over other prepared data (``data_hash`` differs).
+        """
+        saved = check_resumable(directory, dist.get_world_size(), data_hash)
         state = load_training_state(directory, model=self.model, optimizer=self.optimizer,
                                     scheduler=self.scheduler)
         log_vars = getattr(self.objective.weighting, "log_vars", None)
         if log_vars is not None and state.loss_log_vars is not None:
             with torch.no_grad():
                 log_vars.copy_(torch.tensor(state.loss_log_vars, dtype=log_vars.dtype))
-        own = state.data_state.get(str(dist.get_rank()), {})
-        if state.world_size == dist.get_world_size():
-            for task, position in own.items():
-                if task in self.streams:
-                    self.streams[task].load_state_dict(position)
+        rank = str(dist.get_rank())
+        for task, position in state.data_state.get(rank, {}).items():
+            if task in self.streams:
+                self.streams[task].load_state_dict(position)
         self.state = state
-        self.state.world_size = dist.get_world_size()
+        self.state.world_size = saved.world_size
+        self.state.data_hash = data_hash or state.data_hash
         if apply_freezing(self.model, self.strategy.encoder_frozen(state.step)):
             self._wrap()
+        rng = read_rng_states(directory).get(rank)
+        if rng is not None:  # last: nothing above may draw a random number after this
+            restore_rng_state(rng)
         return state
+
+
+def check_resumable(directory: str, world_size: int, data_hash: str | None) -> TrainerState:
+    """The checkpoint's state if a run of ``world_size`` workers over data ``data_hash`` can
+    continue it; :class:`ResumeError` saying why not otherwise."""
+    from multi_task_kobart.training.checkpoint import read_trainer_state
+
+    state = read_trainer_state(directory)
+    if state.data_state and state.world_size != world_size:
+        raise ResumeError(
+            f"checkpoint {directory} (step {state.step}) was written by {state.world_size} workers; "
+            f"this run has {world_size}. Each worker's data position belongs to its own share of "
+            f"the rows, so resuming with another count would drop or repeat data. Resume with "
+            f"scaling.num_workers={state.world_size}, or start a new run (--set name=...) from its "
+            f"weights with --set model.pretrained={directory}.")
+    if data_hash and state.data_hash and state.data_hash != data_hash:
+        raise ResumeError(
+            f"checkpoint {directory} (step {state.step}) was trained on prepared data with manifest "
+            f"hash {state.data_hash[:12]}, but the prepared data now hashes to {data_hash[:12]}: the "
+            "data changed under the run, so its saved positions would point at other rows. Start a "
+            "new run (--set name=...), or point data.prepared_dir back at the original data.")
+    return state

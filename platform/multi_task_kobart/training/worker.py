@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import ray.train
 import torch
@@ -66,26 +66,64 @@ class WorkerResult:
 # --------------------------------------------------------------------------- this rank's rows
 
 
-def _materialise(shard: Any, task: str, by_rank: bool) -> TaskRows:
-    """This rank's rows of one dataset, read once into lists of token ids.
+def _to_rows(table: Any, task: str) -> TaskRows:
+    return TaskRows(task, table.column("input_ids").to_pylist(), table.column("labels").to_pylist())
 
-    ``by_rank``: the iterator yields every row (an in-memory dataset replicated to all
-    workers); rows are ordered by their stable id and rank r keeps every world_size-th
-    row from r, so the split is identical on every run and a resumed run's data position
-    points at the same rows.
+
+def _materialise(shard: Any, task: str) -> TaskRows:
+    """This rank's rows of one in-memory dataset (every worker receives all of its rows).
+
+    Rows are put back in their manifest order (``row_index``, added by the driver) and the
+    rank keeps its slice by :func:`rank_row_range`: the same rows the large-data path reads
+    from the shards, on every run, so a resumed run's data positions point at the same rows.
     """
-    ids: list[str] = []
-    input_ids: list[list[int]] = []
-    labels: list[list[int]] = []
-    if shard is not None:
-        for batch in shard.iter_batches(batch_size=_READ_BATCH, batch_format="pyarrow"):
-            ids.extend(batch.column("id").to_pylist())
-            input_ids.extend(batch.column("input_ids").to_pylist())
-            labels.extend(batch.column("labels").to_pylist())
-    if by_rank and ids:
-        order = sorted(range(len(ids)), key=ids.__getitem__)[dist.get_rank()::dist.get_world_size()]
-        input_ids, labels = [input_ids[i] for i in order], [labels[i] for i in order]
-    return TaskRows(task, input_ids, labels)
+    import pyarrow as pa
+
+    from multi_task_kobart.data.loading import rank_row_range
+
+    if shard is None:
+        return TaskRows(task, [], [])
+    batches = list(shard.iter_batches(batch_size=_READ_BATCH, batch_format="pyarrow"))
+    if not batches:
+        return TaskRows(task, [], [])
+    table = pa.concat_tables(batches).sort_by("row_index")
+    start, stop = rank_row_range(table.num_rows, dist.get_rank(), dist.get_world_size())
+    return _to_rows(table.slice(start, stop - start), task)
+
+
+def _read_from_shards(prepared_path: str, split: str, task: str) -> TaskRows:
+    """This rank's rows of one dataset too large to ship whole: read from the Parquet shards
+    (on storage every node sees), only the row groups of this rank's slice."""
+    from multi_task_kobart.data.loading import available_tasks, read_rank_rows
+
+    if task not in available_tasks(prepared_path, split):
+        return TaskRows(task, [], [])
+    table = read_rank_rows(prepared_path, split, task, dist.get_rank(), dist.get_world_size(),
+                           columns=("input_ids", "labels"))
+    return _to_rows(table, task)
+
+
+def _read_rows(tasks: list[str], prepared_path: str,
+               in_memory: bool) -> tuple[dict[str, TaskRows], dict[str, TaskRows]]:
+    """Train and valid rows of every task (read concurrently: each in-memory dataset is a
+    separate Ray Data execution with its own start-up latency)."""
+    names = [(split, task) for split in ("train", "valid") for task in tasks]
+
+    def read(name: tuple[str, str]) -> TaskRows:
+        split, task = name
+        if in_memory:
+            return _materialise(_shard_or_none(f"{split}_{task}"), task)
+        return _read_from_shards(prepared_path, split, task)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        rows = dict(zip(names, pool.map(read, names)))
+    train = {task: rows["train", task] for task in tasks}
+    valid = {task: rows["valid", task] for task in tasks}
+    source = "in-memory datasets" if in_memory else "Parquet shards"
+    dist.print0(f"[data] {sum(map(len, train.values()))} train / {sum(map(len, valid.values()))} "
+                f"valid rows on rank 0, read from {source} in {time.perf_counter() - started:.1f}s")
+    return train, valid
 
 
 def _shard_or_none(name: str) -> Any:
@@ -95,28 +133,13 @@ def _shard_or_none(name: str) -> Any:
         return None
 
 
-def _read_rows(tasks: list[str], by_rank: bool) -> tuple[dict[str, TaskRows], dict[str, TaskRows]]:
-    """Train and valid rows of every task (read concurrently: each dataset is a separate
-    Ray Data execution with its own start-up latency)."""
-    names = [(split, task) for split in ("train", "valid") for task in tasks]
-    shards = {name: _shard_or_none(f"{name[0]}_{name[1]}") for name in names}
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        rows = dict(zip(names, pool.map(lambda name: _materialise(shards[name], name[1], by_rank),
-                                        names)))
-    train = {task: rows["train", task] for task in tasks}
-    valid = {task: rows["valid", task] for task in tasks}
-    dist.print0(f"[data] {sum(map(len, train.values()))} train / {sum(map(len, valid.values()))} "
-                f"valid rows on rank 0, read in {time.perf_counter() - started:.1f}s")
-    return train, valid
-
-
 # --------------------------------------------------------------------------- setup
 
 
-def _setup(cfg: ExperimentConfig, prepared_path: str, by_rank: bool,
+def _setup(cfg: ExperimentConfig, prepared_path: str, in_memory: bool,
            resume_dir: str | None) -> tuple[TrainingEngine, Any]:
     """Tokenizer, model, rows and the engine; the sampler comes from the checkpoint if any."""
+    from multi_task_kobart.data.loading import manifest_hash
     from multi_task_kobart.data.prepare import read_manifest
     from multi_task_kobart.tokenizer import load_tokenizer
 
@@ -125,12 +148,13 @@ def _setup(cfg: ExperimentConfig, prepared_path: str, by_rank: bool,
         torch.cuda.set_device(device)
     tokenizer = load_tokenizer(cfg.data.tokenizer)
     model = build_model(cfg.model, cfg.tasks, tokenizer)
-    train_rows, valid_rows = _read_rows(cfg.tasks, by_rank)
+    train_rows, valid_rows = _read_rows(cfg.tasks, prepared_path, in_memory)
     saved_sampler = read_trainer_state(resume_dir).sampler if resume_dir else None
     sampler = build_sampler(cfg.data, read_manifest(prepared_path), cfg.tasks, cfg.seed, saved_sampler)
     engine = build_engine(cfg, model, train_rows=train_rows, valid_rows=valid_rows,
                           collate_fn=build_collate(tokenizer.pad_token_id), sampler=sampler,
                           device=device)
+    engine.state.data_hash = manifest_hash(prepared_path)
     return engine, tokenizer
 
 
@@ -187,7 +211,7 @@ class _Checkpointer:
 
         ``after_save`` runs on rank 0 while the local copy still exists (final MLflow upload).
         """
-        data_state = self.engine.gather_data_state()  # a collective
+        data_state, rng_states = self.engine.gather_rank_states()  # a collective
         reported = {**metrics, **self.extras}
         if not dist.is_rank0():
             ray.train.report(reported, checkpoint=None)
@@ -196,7 +220,8 @@ class _Checkpointer:
         with tempfile.TemporaryDirectory(prefix="mtk-ckpt-") as tmp:
             save_checkpoint(tmp, model=engine.model, state=engine.checkpoint_state(data_state, metrics),
                             config=self.cfg.to_dict(), tokenizer=self.tokenizer,
-                            optimizer=engine.optimizer, scheduler=engine.scheduler)
+                            optimizer=engine.optimizer, scheduler=engine.scheduler,
+                            rng_states=rng_states)
             ray.train.report(reported, checkpoint=ray.train.Checkpoint.from_directory(tmp),
                              checkpoint_dir_name=f"checkpoint_{step:07d}")
             if after_save is not None:
@@ -232,14 +257,17 @@ def _run_steps(t: TrainingConfig, engine: TrainingEngine, checkpointer: _Checkpo
                 checkpointer.report_metrics({"step": done, **valid, **resume_info})
 
 
-def _gather_checksums(engine: TrainingEngine) -> list[str]:
-    """Every rank's parameter hash, so the driver can check that DDP kept them identical."""
-    own = parameter_checksum(engine.model)
-    if not dist.is_distributed():
-        return [own]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    torch.distributed.all_gather_object(gathered, own)
-    return gathered
+def _gather_fingerprints(engine: TrainingEngine) -> dict[str, list[str]]:
+    """Every rank's parameter hash and task trace (the hash of the task of every micro-step
+    it ran), so the driver can check that DDP kept the weights identical and that all ranks
+    drew the same task sequence."""
+    own = (parameter_checksum(engine.model), engine.state.task_trace)
+    gathered: list[Any] = [own]
+    if dist.is_distributed():
+        gathered = [None] * dist.get_world_size()
+        torch.distributed.all_gather_object(gathered, own)
+    return {"param_checksums": [checksum for checksum, _ in gathered],
+            "task_traces": [trace for _, trace in gathered]}
 
 
 def _held_out_evaluation(e: EvaluationConfig, model: torch.nn.Module, tokenizer: Any,
@@ -277,7 +305,7 @@ def _finish(cfg: ExperimentConfig, engine: TrainingEngine, checkpointer: _Checkp
     _log_valid(valid, step)
     initial = {f"initial_{k}": v for k, v in engine.state.initial_metrics.items()}
     metrics: dict[str, Any] = {"step": step, **valid, **initial,
-                               "param_checksums": _gather_checksums(engine)}
+                               **_gather_fingerprints(engine)}
     if resumed_from is not None:
         metrics["resumed_from_step"] = resumed_from
     result = WorkerResult(world_size=dist.get_world_size())
@@ -340,20 +368,84 @@ def _tracking_run(cfg: ExperimentConfig, run_id: str | None) -> contextlib.Abstr
                               tags={"mtk.strategy": cfg.training.strategy})
 
 
+@contextlib.contextmanager
+def _resume_directory(checkpoint: Any, run_dir: str) -> Iterator[str | None]:
+    """A local copy of the newest intact checkpoint of the run, or None for a fresh start.
+
+    Candidates are Ray's latest checkpoint and every ``checkpoint_<step>`` folder in the run
+    folder, newest step first. The folder matters twice: Ray registers a checkpoint only once
+    its controller has polled every worker's report (every 2 s), so a worker killed right after
+    rank 0 wrote one leaves it on disk but unknown to Ray; and a checkpoint whose files fail
+    their checksums (a copy cut short, a disk error) is skipped for the one before it. The
+    folder used is printed; with none intact the run stops and says so.
+    """
+    from multi_task_kobart.training.checkpoint import CorruptCheckpointError, verify_checkpoint
+
+    problems = []
+    for candidate in _checkpoints_newest_first(checkpoint, run_dir):
+        with candidate.as_directory() as directory:
+            try:
+                verify_checkpoint(directory)
+            except CorruptCheckpointError as error:
+                problems.append(str(error))
+                dist.print0(f"[resume] skipping {candidate.path}: {error}")
+                continue
+            if checkpoint is None or candidate.path != checkpoint.path:
+                dist.print0(f"[resume] resuming from {candidate.path} (Ray's latest: "
+                            f"{checkpoint.path if checkpoint else 'none'})")
+            yield directory
+            return
+    if problems:
+        raise CorruptCheckpointError("no intact checkpoint to resume from: " + "; ".join(problems))
+    yield None
+
+
+def _checkpoints_newest_first(checkpoint: Any, run_dir: str) -> list[Any]:
+    """Ray's checkpoint (if any) and the run folder's ``checkpoint_*`` folders, newest first."""
+    import posixpath
+
+    import pyarrow.fs
+
+    if "://" in run_dir:
+        fs, path = pyarrow.fs.FileSystem.from_uri(run_dir)
+    else:
+        fs, path = pyarrow.fs.LocalFileSystem(), run_dir
+    found = {}
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+        for info in fs.get_file_info(pyarrow.fs.FileSelector(path)):
+            if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                found[info.base_name] = ray.train.Checkpoint(posixpath.join(path, info.base_name), filesystem=fs)
+    if checkpoint is not None:
+        found[posixpath.basename(checkpoint.path)] = checkpoint
+    return [found[name] for name in sorted(found, reverse=True)]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch: a fresh run draws the same numbers every time (a resumed
+    one restores the saved states instead)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def train_func_per_worker(config: dict[str, Any]) -> WorkerResult:
     """Ray Train entry point. ``config``: ``{"experiment": ExperimentConfig.to_dict(),
-    "prepared_path": <prepared dataset folder>, "shard_by_rank": <True when every worker
-    receives whole in-memory datasets>, "step_callbacks": [StepCallback, ...]}``."""
+    "prepared_path": <prepared dataset folder>, "run_dir": <the run's folder or URI>, "in_memory":
+    <True when every worker receives whole in-memory datasets, False when each reads its rows
+    from the shards>, "step_callbacks": [StepCallback, ...]}``."""
     cfg = ExperimentConfig.from_dict(config["experiment"])
     prepared_path = config["prepared_path"]
-    torch.manual_seed(cfg.seed)
-    checkpoint = ray.train.get_checkpoint()
-    resumed = checkpoint is not None
-    with checkpoint.as_directory() if resumed else contextlib.nullcontext() as resume_dir:
-        engine, tokenizer = _setup(cfg, prepared_path, bool(config.get("shard_by_rank")), resume_dir)
+    seed_everything(cfg.seed)
+    with _resume_directory(ray.train.get_checkpoint(), config["run_dir"]) as resume_dir:
+        resumed = resume_dir is not None
+        engine, tokenizer = _setup(cfg, prepared_path, bool(config.get("in_memory")), resume_dir)
         if resumed:
-            engine.restore(resume_dir)
-            dist.print0(f"resumed from step {engine.state.step} ({checkpoint.path})")
+            engine.restore(resume_dir, data_hash=engine.state.data_hash)
+            dist.print0(f"resumed from step {engine.state.step}")
     if not resumed:
         engine.state.initial_metrics = engine.validate()
     start = engine.state.step
