@@ -11,9 +11,14 @@ Three runs of the same 8-step experiment, which must end with bit-identical weig
   truncated on disk, and the same command again falls back to the step-2 checkpoint and
   finishes.
 
-Equal weights need everything a resume restores: weights, optimizer, schedule, data positions
-and every rank's RNG states (dropout draws from them at every step). The killed run also carries
-the checks of a normal DDP run: checkpoints in the library format, metrics, MLflow, the model.
+Equal weights need everything a resume restores: weights, optimizer, schedule, data positions,
+every rank's RNG states (dropout draws from them at every step) and the learned loss weights.
+The experiment switches on what else a resume must get right, so each runs through the real
+training path: the two_stage schedule (encoder frozen for 3 steps; the restarted run resumes
+inside stage 1 and re-wraps DDP at the switch), LoRA adapters, gradient checkpointing and
+uncertainty loss weighting. It starts from a 4-decoder checkpoint and trains three tasks, so
+the fourth decoder must come out bit-identical. The killed run also carries the checks of a
+normal DDP run: checkpoints in the library format, metrics, MLflow, the registered model.
 """
 
 from __future__ import annotations
@@ -32,24 +37,14 @@ from training_helpers import FailOnceAt, WaitToBeKilled
 
 from multi_task_kobart.config import ExperimentConfig, load_config
 from multi_task_kobart.model import MultiTaskKoBART
-from multi_task_kobart.tasks import TASKS
 from multi_task_kobart.training.checkpoint import parameter_checksum
 from multi_task_kobart.training.driver import run_training
 from multi_task_kobart.training.engine import ResumeError
 
 pytestmark = pytest.mark.slow
 
-STEPS, KILL_AT, FAIL_AT = 8, 5, 5
-
-
-def experiment(root: Path, prepared: Path, name: str, *overrides: str):
-    return load_config(CONFIGS / "tiny.yaml", [
-        f"name={name}", f"data.prepared_dir={prepared}", f"run.storage_path={root / 'runs'}",
-        f"tracking.tracking_uri={root / 'mlflow'}", "tracking.registered_model_name=ddp-test-model",
-        "model.dropout=0.1", f"training.max_steps={STEPS}", "training.warmup_steps=2",
-        "training.grad_accum_steps=2", "training.batch_size=8", "training.log_every=2",
-        "training.eval_every=4", "training.keep_checkpoints=10", "evaluation.enabled=false",
-        "tracking.enabled=false", *overrides])
+STEPS, STAGE_ONE, KILL_AT, FAIL_AT = 8, 3, 5, 5
+TRAINED, UNTOUCHED = ["style_transfer", "dialogue_summarization", "qa_generation"], "role_generation"
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +53,42 @@ def root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(ray_session, prepared_tiny, root):
-    return run_training(experiment(root, prepared_tiny, "reference", f"training.checkpoint_every={STEPS}"))
+def initial(root) -> Path:
+    """The starting checkpoint: the small preset with all four decoders, LoRA adapters of rank 4
+    on the encoder (given random values: fresh ones are zero and would not show their training),
+    and dropout 0.1."""
+    import torch
+
+    from multi_task_kobart.model import MultiTaskKoBARTConfig
+    from multi_task_kobart.tokenizer import load_tokenizer
+
+    torch.manual_seed(3)
+    tokenizer = load_tokenizer()
+    model = MultiTaskKoBART(MultiTaskKoBARTConfig.from_preset("small", len(tokenizer), dropout=0.1,
+                                                              adapter_rank=4))
+    with torch.no_grad():
+        for param in model.adapters.parameters():
+            param.normal_(0.0, 0.02)
+    model.save_pretrained(root / "initial")
+    return root / "initial"
+
+
+def experiment(root: Path, prepared: Path, initial: Path, name: str, *overrides: str):
+    return load_config(CONFIGS / "tiny.yaml", [
+        f"name={name}", f"data.prepared_dir={prepared}", f"run.storage_path={root / 'runs'}",
+        f"tracking.tracking_uri={root / 'mlflow'}", "tracking.registered_model_name=ddp-test-model",
+        f"model.pretrained={initial}", "model.gradient_checkpointing=true", f"tasks={TRAINED}",
+        "training.strategy=two_stage", f"training.stage_one_steps={STAGE_ONE}",
+        "training.loss_weighting=uncertainty", f"training.max_steps={STEPS}", "training.warmup_steps=2",
+        "training.grad_accum_steps=2", "training.batch_size=8", "training.log_every=2",
+        "training.eval_every=4", "training.keep_checkpoints=10", "evaluation.enabled=false",
+        "tracking.enabled=false", *overrides])
+
+
+@pytest.fixture(scope="module")
+def reference(ray_session, prepared_tiny, initial, root):
+    return run_training(experiment(root, prepared_tiny, initial, "reference",
+                                   f"training.checkpoint_every={STEPS}"))
 
 
 class Killer(threading.Thread):
@@ -77,8 +106,8 @@ class Killer(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def killed(ray_session, prepared_tiny, root):
-    cfg = experiment(root, prepared_tiny, "ddp-test", "training.checkpoint_every=4", "run.max_failures=1",
+def killed(ray_session, prepared_tiny, initial, root):
+    cfg = experiment(root, prepared_tiny, initial, "ddp-test", "training.checkpoint_every=4", "run.max_failures=1",
                      "data.in_memory_max_rows=0", "tracking.enabled=true", "evaluation.enabled=true",
                      "evaluation.max_examples_per_task=4", "evaluation.max_new_tokens=8")
     killer = Killer(root / "rank1.pid")
@@ -106,9 +135,27 @@ def test_a_killed_worker_resumes_and_ends_bit_identical_to_the_uninterrupted_run
     assert result.metrics["valid_loss"] == reference.metrics["valid_loss"]
 
 
+def test_stage_one_froze_the_encoder_and_the_untrained_decoder_never_moved(killed, initial):
+    """Checked on the saved weights: the step-4 checkpoint is after the stage switch, so compare
+    the encoder at the end against the start (it trained) and the fourth decoder (it did not)."""
+    from safetensors.torch import load_file
+
+    _, result = killed
+    start = load_file(initial / "model.safetensors")
+    end = load_file(Path(result.checkpoint_path) / "model.safetensors")
+    untouched = [name for name in start
+                 if name.startswith((f"decoders.{UNTOUCHED}.", f"adapters.tasks.{UNTOUCHED}."))]
+    assert untouched and all(start[name].equal(end[name]) for name in untouched)
+    trained = [name for name in start if name.startswith("decoders.style_transfer.")]
+    assert any(not start[name].equal(end[name]) for name in trained)
+    encoder = [name for name in start if name.startswith("encoder.")]
+    assert any(not start[name].equal(end[name]) for name in encoder)  # stage 2 trained it
+    assert any(not start[name].equal(end[name]) for name in start if name.startswith("adapters."))
+
+
 @pytest.fixture(scope="module")
-def restarted(ray_session, prepared_tiny, root):
-    cfg = experiment(root, prepared_tiny, "restart-test", "training.checkpoint_every=2", "run.max_failures=0")
+def restarted(ray_session, prepared_tiny, initial, root):
+    cfg = experiment(root, prepared_tiny, initial, "restart-test", "training.checkpoint_every=2", "run.max_failures=0")
     with pytest.raises(Exception, match=f"injected failure at step {FAIL_AT}"):
         run_training(cfg, step_callbacks=[FailOnceAt(FAIL_AT)])
     run_dir = root / "runs" / "restart-test"
@@ -123,6 +170,15 @@ def test_a_driver_restart_skips_a_truncated_checkpoint_and_ends_bit_identical(re
     assert result.resumed_from_step == 2  # the truncated step-4 checkpoint was passed over
     assert result.metrics["param_checksums"] == reference.metrics["param_checksums"]
     assert "initial_valid_loss" in result.metrics  # the first attempt's validation survives
+
+
+def test_the_encoder_stayed_frozen_through_stage_one(restarted, initial, root):
+    from safetensors.torch import load_file
+
+    start = load_file(initial / "model.safetensors")
+    at_step_2 = load_file(root / "runs" / "restart-test" / "checkpoint_0000002" / "model.safetensors")
+    encoder = [name for name in start if name.startswith(("encoder.", "shared."))]
+    assert encoder and all(start[name].equal(at_step_2[name]) for name in encoder)
 
 
 def test_resuming_with_another_worker_count_is_refused_before_workers_start(restarted):
@@ -163,7 +219,7 @@ def test_checkpoint_is_in_the_library_format_and_loads(killed):
 
 def test_validation_and_evaluation_metrics_are_reported(killed):
     _, result = killed
-    for task in TASKS:
+    for task in TRAINED:
         assert result.metrics[f"valid_loss/{task}"] > 0
         assert result.metrics[f"initial_valid_loss/{task}"] > 0
     assert "eval/qa_generation/f1" in result.evaluation
@@ -179,7 +235,7 @@ def test_mlflow_has_the_run_params_metrics_and_registered_model(killed):
     client = MlflowClient(tracking_uri=resolve_tracking_uri(cfg.tracking.tracking_uri),
                           registry_uri=resolve_tracking_uri(cfg.tracking.tracking_uri))
     run = client.get_run(result.mlflow_run_id)
-    assert run.data.params["training.strategy"] == "simultaneous"
+    assert run.data.params["training.strategy"] == "two_stage"
     assert run.data.params["training.grad_accum_steps"] == "2"
     for key in ("train_loss/style_transfer", "valid_loss/qa_generation", "lr", "tokens_per_s", "step_time_s"):
         assert key in run.data.metrics, key
