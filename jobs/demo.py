@@ -15,11 +15,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from multi_task_kobart.cli import user_errors
 from multi_task_kobart.config import load_config
+from multi_task_kobart.data.validation import DataError
 from multi_task_kobart.generation import DEFAULT_GENERATION, GenerationSettings
 from multi_task_kobart.tasks import AUTO, EXAMPLE_INPUTS
-from multi_task_kobart.training.driver import TrainingResult, resolve_paths, run_training
+
+if TYPE_CHECKING:
+    from multi_task_kobart.training.driver import TrainingResult
 
 #: Longest example input, in tokens (the user's examples are one short sentence each).
 EXAMPLE_MAX_TOKENS = 128
@@ -89,12 +94,20 @@ def show_examples(checkpoint: str | Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     name = time.strftime("demo-%Y%m%d-%H%M%S")
+    with user_errors(ValueError, FileNotFoundError):
+        cfg = load_config(args.config, [f"name={name}", *args.overrides])
+    # Imported only now: torch and Ray take seconds to import, and a mistake in the config
+    # above is answered before that.
+    from multi_task_kobart.training.driver import resolve_paths, run_training
+
     # Resolved here as well as in run_training, so the demo reads the store the workers wrote to.
-    cfg = resolve_paths(load_config(args.config, [f"name={name}", *args.overrides]))
+    with user_errors(ValueError):
+        cfg = resolve_paths(cfg)
     banner(f"training {cfg.run_name}: {cfg.scaling.num_workers} Ray Train workers, "
            f"strategy {cfg.training.strategy}, {cfg.training.max_steps} steps")
     started = time.perf_counter()
-    result = run_training(cfg)
+    with user_errors(DataError):  # a data.source given with --set
+        result = run_training(cfg)
     banner(f"trained in {time.perf_counter() - started:.0f}s; checkpoint {result.checkpoint_path}")
     banner("held-out evaluation (bundled corpus, test split)")
     print(evaluation_table(result, cfg.tracking.tracking_uri))

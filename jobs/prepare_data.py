@@ -3,10 +3,12 @@
     python jobs/prepare_data.py                               # the bundled corpus
     python jobs/prepare_data.py --input data/my_tasks/ --tokenizer path/to/tokenizer.json
     python jobs/prepare_data.py --input a.jsonl b.csv --on-error skip --out data/prepared/mine
+    python jobs/prepare_data.py --input legacy_ko.csv --encoding cp949
 
-Defaults (tokenizer, max lengths, valid fraction, output folder) come from the experiment
-config (``--config``, ``--set data.key=value``) so the prepared data matches what
-``jobs/train.py`` expects. Exit status: 0 on success, 2 when rows are invalid.
+Defaults (tokenizer, max lengths, valid fraction, encoding, output folder) come from the
+experiment config (``--config``, ``--set data.key=value``) so the prepared data matches what
+``jobs/train.py`` expects. Exit status: 0 on success, 2 when rows are invalid or the input,
+config or a setting is wrong (one line on stderr that says which).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import json
 import sys
 from pathlib import Path
 
+from multi_task_kobart.cli import USAGE_ERROR, encoding_override, user_errors
 from multi_task_kobart.config import load_config
 from multi_task_kobart.data.prepare import prepare_dataset, write_bundled_corpus
-from multi_task_kobart.data.validation import DataValidationError
+from multi_task_kobart.data.encodings import DEFAULT_ENCODING
+from multi_task_kobart.data.validation import DataError, DataValidationError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. --set data.max_source_length=256")
     parser.add_argument("--tokenizer", help="'bundled', a tokenizer dir / tokenizer.json, or a hub id")
+    parser.add_argument("--encoding", help="text encoding of the input files, e.g. cp949 (EUC-KR) "
+                        "(default: data.encoding, utf-8); short for --set data.encoding=...")
     parser.add_argument("--max-source-length", type=int)
     parser.add_argument("--max-target-length", type=int)
     parser.add_argument("--valid-fraction", type=float)
@@ -45,25 +51,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(args.config, args.set)
+    with user_errors(ValueError, FileNotFoundError):
+        cfg = load_config(args.config, [*args.set, *encoding_override(args.encoding)])
     data, seed = cfg.data, cfg.seed if args.seed is None else args.seed
     out = Path(args.out or data.prepared_dir)
-    inputs = args.input or [data.source]
-    if inputs == ["bundled"]:
-        inputs = [write_bundled_corpus(out / "sources", seed=seed)]
-    try:
-        prepared = prepare_dataset(
-            inputs if len(inputs) > 1 else inputs[0], out,
-            tokenizer=args.tokenizer or data.tokenizer,
-            max_source_length=args.max_source_length or data.max_source_length,
-            max_target_length=args.max_target_length or data.max_target_length,
-            valid_fraction=data.valid_fraction if args.valid_fraction is None else args.valid_fraction,
-            seed=seed, on_error=args.on_error, dedup=args.dedup, num_proc=args.num_proc,
-            progress=True)
-    except DataValidationError as exc:
-        print(f"error: invalid input rows (rerun with --on-error skip to set them aside):\n{exc}",
-              file=sys.stderr)
-        return 2
+    inputs, encoding = args.input or [data.source], data.encoding
+    # A missing tokenizer file is the user's too; the data checks raise DataError.
+    with user_errors(DataError, FileNotFoundError):
+        if inputs == ["bundled"]:  # written here, in UTF-8
+            inputs, encoding = [write_bundled_corpus(out / "sources", seed=seed)], DEFAULT_ENCODING
+        try:
+            prepared = prepare_dataset(
+                inputs if len(inputs) > 1 else inputs[0], out,
+                tokenizer=args.tokenizer or data.tokenizer,
+                max_source_length=args.max_source_length or data.max_source_length,
+                max_target_length=args.max_target_length or data.max_target_length,
+                valid_fraction=data.valid_fraction if args.valid_fraction is None else args.valid_fraction,
+                seed=seed, on_error=args.on_error, dedup=args.dedup, encoding=encoding,
+                num_proc=args.num_proc, progress=True)
+        except DataValidationError as exc:
+            print(f"error: invalid input rows (rerun with --on-error skip to set them aside):\n{exc}",
+                  file=sys.stderr)
+            return USAGE_ERROR
     print(prepared.summary())
     if args.json:
         print(json.dumps(prepared.manifest, indent=2, ensure_ascii=False))

@@ -16,7 +16,9 @@ import argparse
 import sys
 from dataclasses import fields
 
+from multi_task_kobart.cli import user_errors
 from multi_task_kobart.config import load_config_dict
+from multi_task_kobart.data.validation import DataError
 from multi_task_kobart.training.driver import ROOT_ENV
 from multi_task_kobart.tuning.space import load_space
 from multi_task_kobart.tuning.sweep import SweepSettings, run_sweep
@@ -59,13 +61,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    # The config, the space file and the sweep settings are checked (and the sweep's resume
+    # state compared) before any trial starts: a mistake there is one line, exit status 2.
+    with user_errors(ValueError, FileNotFoundError):
         base = load_config_dict(args.config, args.overrides)
-    except FileNotFoundError as error:
-        raise SystemExit(str(error)) from None
-    space = load_space(args.space, base)
-    settings = SweepSettings(**{f.name: getattr(args, f.name) for f in fields(SweepSettings)})
-    result = run_sweep(base, space, settings, root=args.root, train_best=args.train_best)
+        space = load_space(args.space, base)
+        settings = SweepSettings(**{f.name: getattr(args, f.name) for f in fields(SweepSettings)})
+    with user_errors(DataError):
+        result = run_sweep(base, space, settings, root=args.root, train_best=args.train_best)
     if result.interrupted:
         return INTERRUPTED
     if result.best_training is not None:

@@ -23,6 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from multi_task_kobart.data.encodings import DEFAULT_ENCODING, check_encoding
 from multi_task_kobart.data.reading import Split
 from multi_task_kobart.data.sampling import SamplingStrategy
 from multi_task_kobart.generation import DEFAULT_GENERATION, GenerationSettings
@@ -83,10 +84,15 @@ def _check_text(name: str, value: str) -> None:
 
 def _check_task_weights(weights: dict[str, float], key: str) -> dict[str, float]:
     """Known task names and weights >= 0; ``key`` formats a task's config key for errors."""
+    checked = {}
     for task, weight in weights.items():
         validate_task(task)
-        _check_positive(key.format(task=task), weight, allow_zero=True)
-    return {task: float(weight) for task, weight in weights.items()}
+        name = key.format(task=task)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            weight = _to_float(weight, name)  # a dict's values escape _coerce's type checks
+        _check_positive(name, weight, allow_zero=True)
+        checked[task] = float(weight)
+    return checked
 
 
 @dataclass
@@ -125,6 +131,9 @@ class DataConfig:
     records (JSONL, JSON, CSV/TSV or Parquet)."""
     prepared_dir: str = "data/prepared/tiny"
     """Folder that ``prepare_dataset`` writes the tokenized Parquet shards into and training reads."""
+    encoding: str = DEFAULT_ENCODING
+    """Text encoding of the source's JSONL/JSON/CSV/TSV files, e.g. "cp949" for Korean files
+    saved by older Windows tools (Parquet, hub datasets and the bundled corpus ignore it)."""
     tokenizer: str = "bundled"
     """"bundled" (the offline 6k-token BPE), a local folder or tokenizer.json, or a hub id."""
     max_source_length: int = 128
@@ -150,6 +159,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check_choices(self, "data")
+        check_encoding(self.encoding, "data.encoding")
         _check_positive("data.max_source_length", self.max_source_length)
         _check_positive("data.max_target_length", self.max_target_length)
         _check_positive("data.temperature", self.temperature)
@@ -498,8 +508,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         keys = [key for key in dotted.strip().split(".") if key]
         if not keys:
             raise ValueError(f"override {item!r} has an empty key.")
-        set_value(raw, ".".join(keys), yaml.safe_load(text) if text.strip() else None)
+        set_value(raw, ".".join(keys), _parse_yaml(text, f"override {item!r}") if text.strip() else None)
     return raw
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load``; a syntax error becomes a one-line ``ValueError`` naming ``where``
+    (PyYAML's own message spans several lines and names no file)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{where} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}.") from None
 
 
 def set_value(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -521,7 +542,7 @@ def load_config_dict(path: str | Path | None, overrides: list[str] | None = None
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist.")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = _parse_yaml(path.read_text(), f"config file {str(path)!r}") or {}
     return apply_overrides(raw, list(overrides or []))
 
 

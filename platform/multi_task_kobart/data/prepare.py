@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from multi_task_kobart.data.encodings import DEFAULT_ENCODING, check_encoding
 from multi_task_kobart.data.reading import (SPLITS, RawRow, SourceFile, check_row,
                                             discover_sources, read_hub_dataset, read_source)
 from multi_task_kobart.data.shards import PARQUET_SCHEMA, tokenize_columns, write_shards
 from multi_task_kobart.data.splitting import (SplitStats, assign_valid_split, count_duplicates,
                                               count_leakage, shuffled_order, stable_ids)
-from multi_task_kobart.data.validation import (DataValidationError, RowError, reason_kind,
+from multi_task_kobart.data.validation import (DataError, DataValidationError,
+                                               MissingInputError, RowError, reason_kind,
                                                summarize_errors)
 
 FORMAT_VERSION = 1
@@ -66,7 +68,8 @@ def prepare_dataset(inputs: str | Path | Sequence[str | Path], out_dir: str | Pa
                     tokenizer: Any = None, max_source_length: int = 128,
                     max_target_length: int = 64, valid_fraction: float = 0.05, seed: int = 0,
                     on_error: str = "fail", dedup: bool = False, rows_per_shard: int = 100_000,
-                    num_proc: int | None = None, progress: bool = False) -> PreparedDataset:
+                    encoding: str = DEFAULT_ENCODING, num_proc: int | None = None,
+                    progress: bool = False) -> PreparedDataset:
     """Validate, split, tokenize and shard seed-format records (see the module docstring).
 
     ``inputs``: files and/or folders (JSONL, JSON list, CSV/TSV, Parquet), or a hub dataset
@@ -75,13 +78,17 @@ def prepare_dataset(inputs: str | Path | Sequence[str | Path], out_dir: str | Pa
     "skip" writes bad rows to ``rejects.jsonl`` and counts them. ``dedup`` drops exact
     repeats within a split (they are always counted). Train rows that have no user valid
     split lose a seeded ``valid_fraction`` to "valid"; a "test" split is never touched.
+    ``encoding``: of the text files (JSONL, JSON, CSV/TSV), e.g. "cp949"; it changes what the
+    bytes mean, so it is part of the cache key. Problems with the input as a whole (no
+    files, a file in another encoding, a bad setting) raise ``DataError``.
     """
     _check_settings(on_error, valid_fraction, max_source_length, max_target_length, rows_per_shard)
+    encoding = check_encoding(encoding)
+    sources, hub_name = _sources_or_hub(inputs)  # a wrong path is reported before a tokenizer loads
     tok, tok_info = _resolve_tokenizer(tokenizer)
     settings = {"max_source_length": max_source_length, "max_target_length": max_target_length,
                 "valid_fraction": valid_fraction, "seed": seed, "on_error": on_error,
-                "dedup": dedup, "rows_per_shard": rows_per_shard}
-    sources, hub_name = _sources_or_hub(inputs)
+                "dedup": dedup, "rows_per_shard": rows_per_shard, "encoding": encoding}
     source_info = _source_info(sources, hub_name)
     key = _cache_key(source_info, tok_info["fingerprint"], settings)
     out_dir = Path(out_dir)
@@ -89,7 +96,7 @@ def prepare_dataset(inputs: str | Path | Sequence[str | Path], out_dir: str | Pa
     if (final / MANIFEST_NAME).is_file():
         _write_latest(out_dir, key)
         return PreparedDataset(final, read_manifest(final), reused=True)
-    collected = _collect(sources, hub_name)
+    collected = _collect(sources, hub_name, encoding)
     _check_collected(collected, inputs, on_error)
     columns, split_stats = _split_and_count(collected.columns, valid_fraction, seed, dedup)
     table = tokenize_columns(columns, tok, max_source_length, max_target_length,
@@ -106,15 +113,15 @@ def prepare_dataset(inputs: str | Path | Sequence[str | Path], out_dir: str | Pa
 def _check_settings(on_error: str, valid_fraction: float, max_source_length: int,
                     max_target_length: int, rows_per_shard: int) -> None:
     if on_error not in ON_ERROR_CHOICES:
-        raise ValueError(f"on_error={on_error!r} is not valid; allowed: {', '.join(ON_ERROR_CHOICES)}.")
+        raise DataError(f"on_error={on_error!r} is not valid; allowed: {', '.join(ON_ERROR_CHOICES)}.")
     if not 0.0 <= valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction={valid_fraction!r} must be in [0, 1).")
+        raise DataError(f"valid_fraction={valid_fraction!r} must be in [0, 1).")
     # A source needs room for <s> and </s> around at least one token; a target for one + </s>.
     if max_source_length < 3 or max_target_length < 2:
-        raise ValueError(f"max_source_length={max_source_length!r} must be >= 3 and "
-                         f"max_target_length={max_target_length!r} must be >= 2.")
+        raise DataError(f"max_source_length={max_source_length!r} must be >= 3 and "
+                        f"max_target_length={max_target_length!r} must be >= 2.")
     if rows_per_shard < 1:
-        raise ValueError(f"rows_per_shard={rows_per_shard!r} must be >= 1.")
+        raise DataError(f"rows_per_shard={rows_per_shard!r} must be >= 1.")
 
 
 def _resolve_tokenizer(tokenizer: Any) -> tuple[Any, dict[str, Any]]:
@@ -160,14 +167,14 @@ def _cache_key(source_info: list[dict[str, Any]], fingerprint: str, settings: di
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _collect(sources: list[SourceFile], hub_name: str | None) -> _Collected:
+def _collect(sources: list[SourceFile], hub_name: str | None, encoding: str) -> _Collected:
     """Read every row; valid ones become columns, bad ones errors + rejects."""
     collected = _Collected({name: [] for name in _COLUMNS}, [], [], {})
     if hub_name is not None:
         for split, rows in read_hub_dataset(hub_name).items():
             _add_rows(collected, rows, split, f"{hub_name}:{split}")
     for source in sources:
-        _add_rows(collected, read_source(source), source.split, source.name)
+        _add_rows(collected, read_source(source, encoding), source.split, source.name)
     return collected
 
 
@@ -176,7 +183,7 @@ def _check_collected(collected: _Collected, inputs: Any, on_error: str) -> None:
         raise DataValidationError(collected.errors)
     if not collected.columns["task"]:
         reason = summarize_errors(collected.errors) if collected.errors else "the input is empty"
-        raise ValueError(f"no valid rows in {inputs!r}; {reason}")
+        raise DataError(f"no valid rows in {inputs!r}; {reason}")
 
 
 def _add_rows(collected: _Collected, rows: Any, split: str, name: str) -> None:
@@ -285,7 +292,7 @@ def resolve_prepared_dir(path: str | Path) -> Path:
     latest = path / LATEST_NAME
     if latest.is_file() and (path / latest.read_text().strip() / MANIFEST_NAME).is_file():
         return path / latest.read_text().strip()
-    raise FileNotFoundError(f"{str(path)!r} is not a prepared dataset: it has neither "
+    raise MissingInputError(f"{str(path)!r} is not a prepared dataset: it has neither "
                             f"{MANIFEST_NAME} nor a {LATEST_NAME} file naming one; run "
                             f"jobs/prepare_data.py (or prepare_dataset) first.")
 
@@ -340,10 +347,12 @@ def write_bundled_corpus(cache_dir: str | Path, seed: int = 0) -> Path:
 
 def prepare_from_config(data_cfg: Any, seed: int = 0, **kwargs: Any) -> PreparedDataset:
     """``prepare_dataset`` driven by a ``DataConfig`` (source "bundled" = the bundled corpus)."""
-    source = data_cfg.source
-    if source == "bundled":
+    source, encoding = data_cfg.source, data_cfg.encoding
+    if source == "bundled":  # written here, in UTF-8, whatever the user's files are in
         source = write_bundled_corpus(Path(data_cfg.prepared_dir) / "sources", seed=seed)
+        encoding = DEFAULT_ENCODING
     return prepare_dataset(source, data_cfg.prepared_dir, tokenizer=data_cfg.tokenizer,
                            max_source_length=data_cfg.max_source_length,
                            max_target_length=data_cfg.max_target_length,
-                           valid_fraction=data_cfg.valid_fraction, seed=seed, **kwargs)
+                           valid_fraction=data_cfg.valid_fraction, encoding=encoding,
+                           seed=seed, **kwargs)

@@ -4,6 +4,9 @@ Every problem becomes a ``RowError`` that names the file, the line (or Parquet r
 field and the reason, so a user can jump straight to the offending spot. Problems are
 collected rather than raised one at a time: a file with twenty bad rows should cost the
 user one run to see all twenty, not twenty runs. ``DataValidationError`` carries them all.
+Problems with the data as a whole (an empty folder, a file in another encoding) raise
+``DataError``: the user's input is wrong, not this code, so command-line jobs answer it with
+one line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -52,7 +55,16 @@ class RowError:
         return asdict(self)
 
 
-class DataValidationError(ValueError):
+class DataError(ValueError):
+    """The user's data or data settings are wrong (not a bug in this code); the message says
+    what was found and what to do about it."""
+
+
+class MissingInputError(DataError, FileNotFoundError):
+    """An input path that does not exist; still a ``FileNotFoundError`` to callers that ask."""
+
+
+class DataValidationError(DataError):
     """Raised (with ``on_error="fail"``) when any source row is invalid; lists all problems."""
 
     def __init__(self, errors: list[RowError]):
@@ -137,5 +149,11 @@ def _answers_problem(value: Any) -> str | None:
 
 
 def _short(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=repr) if not isinstance(value, str) else repr(value)
+    """``value`` for a message: short, and always writable as UTF-8 (an undecodable byte
+    inside a list shows as ``\\udcff``, which stderr and the rejects file can both hold)."""
+    try:
+        text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=repr)
+    except RecursionError:  # nesting that parsed just below the limit, reached here a few frames deeper
+        text = f"<{type(value).__name__} nested too deeply to show>"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 3] + "..."
