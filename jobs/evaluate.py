@@ -9,13 +9,17 @@ with one line on stderr and exit status 2.
 import sys
 
 from multi_task_kobart.cli import user_errors
+from multi_task_kobart.data.encodings import check_encoding
 from multi_task_kobart.data.validation import DataError
 from multi_task_kobart.evaluation.job import build_parser, generation_kwargs, main
 
 if __name__ == "__main__":
     parser = build_parser()
-    # The decoding settings are checked before any model loads (GenerationSettings raises ValueError).
+    # The decoding settings and the encoding are checked before any model loads
+    # (GenerationSettings raises ValueError, check_encoding a DataError, which is one).
     with user_errors(ValueError, prog=parser.prog):
-        generation_kwargs(parser.parse_args())
+        args = parser.parse_args()
+        generation_kwargs(args)
+        check_encoding(args.encoding, "--encoding")
     with user_errors(DataError, FileNotFoundError, prog=parser.prog):
         sys.exit(main())

@@ -42,6 +42,8 @@ CASES = {
     "unknown key in a sweep space": ("tune/sweep.py", ["--space", "{tmp}/space.yaml"],
                                      "{tmp}/space.yaml: training.colour"),
     "bad sweep setting": ("tune/sweep.py", ["--num-samples", "0"], "sweep num_samples=0 must be >= 1."),
+    "unknown encoding in evaluate": ("jobs/evaluate.py", ["--model", "m", "--data", "d", "--encoding", "x"],
+                                     "--encoding='x' is not a text encoding"),
     "bad decoding setting": ("jobs/evaluate.py", ["--model", "m", "--data", "d", "--num-beams", "0"],
                              "num_beams=0 must both be >= 1."),
 }

@@ -116,3 +116,18 @@ def test_rejects_file_holds_an_undecodable_byte_inside_a_list(tmp_path, tokenize
     (reject,) = [json.loads(line) for line in (prepared.path / "rejects.jsonl").read_text().splitlines()]
     assert reject["line"] == 2 and "\\udcff" in reject["errors"][0]["reason"]
     assert prepared.manifest["sources"][0]["rows"] + prepared.manifest["sources"][0]["rejected"] == 2
+
+
+def test_evaluation_reads_cp949_seed_files_with_the_encoding_given(tmp_path):
+    from multi_task_kobart.evaluation.examples import load_examples
+
+    (tmp_path / "utf8").mkdir()
+    (tmp_path / "legacy").mkdir()
+    utf8 = load_examples(_write_csv(tmp_path / "utf8" / "test.csv", "utf-8"), split="test")
+    legacy_file = _write_csv(tmp_path / "legacy" / "test.csv", "cp949")
+    with pytest.raises(DataError, match="looks like CP949"):
+        load_examples(legacy_file, split="test")
+    legacy = load_examples(legacy_file, split="test", encoding="cp949")
+    strip = lambda rows: {task: [{k: v for k, v in row.items() if k != "id"} for row in items]  # noqa: E731
+                          for task, items in rows.items()}
+    assert strip(legacy.by_task) == strip(utf8.by_task) and any(utf8.by_task.values())

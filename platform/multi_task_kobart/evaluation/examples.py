@@ -45,14 +45,15 @@ def _is_prepared(path: Path) -> bool:
 
 def load_examples(data: str | Path | Sequence[str | Path], *, split: str = "test",
                   tasks: Sequence[str] | None = None,
-                  tokenizer_fingerprint: str | None = None) -> LoadedExamples:
-    """Rows of ``split`` per task from a prepared dataset or from seed files/folders."""
+                  tokenizer_fingerprint: str | None = None, encoding: str = "utf-8") -> LoadedExamples:
+    """Rows of ``split`` per task from a prepared dataset or from seed files/folders (text seed
+    files decoded with ``encoding``)."""
     wanted = [validate_task(task) for task in tasks] if tasks else list(TASKS)
     items = [data] if isinstance(data, (str, Path)) else list(data)
     if len(items) == 1 and _is_prepared(Path(items[0])):
         loaded = _load_prepared(Path(items[0]), split, wanted, tokenizer_fingerprint)
     else:
-        loaded = _load_seed_files(items, split, wanted)
+        loaded = _load_seed_files(items, split, wanted, encoding)
     if not any(loaded.by_task.values()):
         raise ValueError(f"no rows to evaluate in {[str(i) for i in items]} for split={split!r} "
                          f"and tasks {wanted}; check --data, --split and --tasks")
@@ -78,7 +79,7 @@ def _load_prepared(path: Path, split: str, tasks: list[str],
     return LoadedExamples(by_task, source)
 
 
-def _load_seed_files(items: list[str | Path], split: str, tasks: list[str]) -> LoadedExamples:
+def _load_seed_files(items: list[str | Path], split: str, tasks: list[str], encoding: str) -> LoadedExamples:
     from multi_task_kobart.data.reading import check_row, discover_sources, read_source
 
     sources = discover_sources(items)
@@ -87,7 +88,7 @@ def _load_seed_files(items: list[str | Path], split: str, tasks: list[str]) -> L
     by_task: dict[str, list[dict[str, Any]]] = {task: [] for task in tasks}
     invalid = 0
     for source in chosen:
-        for row in read_source(source):
+        for row in read_source(source, encoding):
             if check_row(row):
                 invalid += 1  # the data pipeline reports these in detail; here we only count
                 continue

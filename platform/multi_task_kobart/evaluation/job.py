@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, nargs="+",
                         help="a prepared dataset dir, or seed files/folders ({task,input,target} JSONL/CSV/...)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="text encoding of seed files given to --data, e.g. cp949 (default: utf-8)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=None, help="default: every task in the data")
     parser.add_argument("--limit", type=int, default=None, help="at most N rows per task (quick looks)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -131,7 +133,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, tokenizer, checkpoint = load_model_and_tokenizer(
             args.model, args.tokenizer, args.tracking_uri, Path(download_dir), args.device)
         loaded = load_examples(args.data if len(args.data) > 1 else args.data[0], split=args.split,
-                               tasks=args.tasks, tokenizer_fingerprint=tokenizer_fingerprint(tokenizer))
+                               tasks=args.tasks, tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
+                               encoding=args.encoding)
         trained_source, trained_target = _training_lengths(checkpoint)
         report = evaluate_model(
             model, tokenizer, loaded.by_task, batch_size=args.batch_size, generation_kwargs=kwargs,
