@@ -58,3 +58,4 @@ def test_head_starts_ray_with_auth_and_a_local_mlflow_server(cluster: dict) -> N
     assert "mlflow server" in head and "MLFLOW_BIND:-127.0.0.1" in head
     workers = " ".join(cluster["worker_start_ray_commands"])
     assert "--address=$RAY_HEAD_IP:6379" in workers and "RAY_AUTH_MODE=token" in workers
+    assert "~/.ray/auth_token" in cluster["file_mounts"]  # every node gets the token

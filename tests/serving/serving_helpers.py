@@ -1,4 +1,5 @@
-"""In-process references for the Serve tests: the same checkpoint, tokenizer and padding, no Ray."""
+"""Helpers of the Serve tests: in-process references (the same checkpoint, tokenizer and padding, no
+Ray), HTTP calls, deploying an application, and the processes that serve it."""
 
 from __future__ import annotations
 
@@ -60,6 +61,41 @@ def post(url: str, path: str, body: Any, headers: dict[str, str] | None = None,
 
 def generate(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
     return post(url, "/v1/generate", {**body, "return_token_ids": True}, headers).json()
+
+
+def assert_clean_error(response: Any, *, ours: bool = True) -> None:
+    """An error answer (a ``requests`` or a schemathesis response) that shows the client nothing of
+    the server's insides: no traceback, no file paths; from our ingress (``ours``) also the JSON
+    shape ``{"detail", "request_id"}``, with the id Serve returns in ``X-Request-ID``."""
+    for marker in ("Traceback", 'File "', "site-packages", "ray::", "RayTaskError"):
+        assert marker not in response.text, (response.status_code, response.text)
+    if ours:
+        body = response.json()
+        assert set(body) == {"detail", "request_id"} and body["detail"], body
+        header = {name.lower(): value for name, value in response.headers.items()}["x-request-id"]
+        assert body["request_id"] == (header[0] if isinstance(header, list) else header), (body, header)
+
+
+def serve_logs(pattern: str) -> str:
+    """The text of this session's Serve log files named like ``pattern`` (e.g. ``proxy_*.log``)."""
+    import ray
+
+    folder = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    return "\n".join(path.read_text(errors="replace") for path in sorted(folder.glob(pattern)))
+
+
+def serve_pids(prefix: str) -> dict[str, int]:
+    """PIDs of the live Serve actors whose name starts with ``prefix``, by actor name: replicas are
+    ``SERVE_REPLICA::<app>#<deployment>#<id>``, the proxy ``SERVE_PROXY_ACTOR-<node>``. Read from
+    the GCS actor table, which works without the dashboard (``ray.util.state`` needs it)."""
+    import ray
+
+    actors = ray._private.state.actors(actor_state_name="ALIVE").values()
+    return {actor["Name"]: actor["Pid"] for actor in actors if actor["Name"].startswith(prefix)}
+
+
+def replica_prefix(app: str, deployment: str = "") -> str:
+    return f"SERVE_REPLICA::{app}#{deployment + '#' if deployment else ''}"
 
 
 def deploy(args: Any, name: str, url: str, headers: dict[str, str] | None = None) -> None:

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from multi_task_kobart.serving.app import ServeArgs, build_app
-from multi_task_kobart.serving.schemas import GenerateRequest
+from multi_task_kobart.serving.schemas import GenerateRequest, Limits, RequestError, check_generate
 from multi_task_kobart.tasks import TASKS
 
 
@@ -63,3 +63,12 @@ def test_request_arguments_override_the_shared_defaults_only_where_given():
     kwargs = request.generate_kwargs()
     assert kwargs == {"max_new_tokens": 48, "num_beams": 4, "no_repeat_ngram_size": 3, "repetition_penalty": 1.2,
                       "do_sample": True, "top_p": 0.9}
+
+
+def test_a_default_over_a_limit_comes_down_to_it_and_only_a_sent_value_is_refused():
+    limits = Limits(max_new_tokens=16, max_num_beams=2)
+    request = GenerateRequest(task="style_transfer", text="빨리 와")
+    check_generate(request, limits)  # the default of 48 new tokens would be over the limit
+    assert request.generate_kwargs(limits)["max_new_tokens"] == 16
+    with pytest.raises(RequestError, match="max_new_tokens=20 is over the limit of 16"):
+        check_generate(GenerateRequest(task="style_transfer", text="빨리 와", max_new_tokens=20), limits)

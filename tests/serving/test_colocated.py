@@ -77,11 +77,14 @@ BAD_REQUESTS = [
     ({"task": "style_transfer", "texts": ["가"] * 9}, 422, "9 texts, the limit is 8 (max_texts)"),
     ({**VALID, "text": "가" * 201}, 422, "text has 201 characters; the limit is 200 (max_input_chars)"),
     ({**VALID, "text": " ".join(str(i) for i in range(60))}, 422, "text is longer than 40 tokens"),
+    ({**VALID, "text": "가\ud800"}, 422, "text is not valid Unicode: a lone surrogate at character 1"),
     ({**VALID, "text": 5}, 422, "text: Input should be a valid string"),
     ({**VALID, "max_new_tokens": 65}, 422, "max_new_tokens=65 is over the limit of 64"),
     ({**VALID, "max_new_tokens": 0}, 422, "max_new_tokens: Input should be greater than or equal to 1"),
     ({**VALID, "num_beams": 5}, 422, "num_beams=5 is over the limit of 4"),
     ({**VALID, "do_sample": True, "top_p": 1.5}, 422, "top_p: Input should be less than or equal to 1"),
+    ({**VALID, "do_sample": True, "temperature": 1e-300}, 422, "temperature: Input should be greater than or equal "
+     "to 0.01"),  # logits / 1e-300 overflow to inf, and sampling from NaN probabilities fails in the replica
     ({**VALID, "temperature": 0.7}, 422, "temperature only apply when sampling"),
     ({**VALID, "min_new_tokens": 10, "max_new_tokens": 5}, 422, "min_new_tokens=10 is larger than max_new_tokens=5"),
     ({**VALID, "num_beam": 2}, 422, "num_beam: Extra inputs are not permitted"),

@@ -31,7 +31,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_shipped_configs_bind_loopback_and_validate():
+def test_shipped_configs_bind_loopback_bound_their_queues_and_validate():
     from ray.serve.schema import ServeDeploySchema
 
     for name, topology in (("config.yaml", "fanout"), ("config-colocated.yaml", "colocated")):
@@ -42,6 +42,8 @@ def test_shipped_configs_bind_loopback_and_validate():
         assert app["import_path"] == "multi_task_kobart.serving.app:build_app"
         args = ServeArgs.model_validate(app["args"])
         assert (args.topology, args.model) == (topology, "models:/multi-task-kobart-tiny@candidate")
+        models = [args.encoder, *args.decoder_settings().values()] if topology == "fanout" else [args.colocated]
+        assert all(hop.max_queued_requests > 0 for hop in [args.ingress, *models]), name  # -1: unbounded
 
 
 @pytest.fixture

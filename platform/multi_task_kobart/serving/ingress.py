@@ -7,10 +7,19 @@ decoders through Ray's object store, not through the ingress). ``task="auto"`` a
 first, since the router's choice decides which decoders to call.
 
 Routes: ``GET /`` playground, ``GET /healthz``, ``GET /v1/tasks``, ``POST /v1/generate``,
-``POST /v1/pipeline``; OpenAPI at ``/docs``. Errors are ``{"detail": "..."}`` with 400 (malformed
-JSON), 401 (API key), 422 (a field: unknown task, empty/long text, out-of-range argument) or 503
-(overloaded, or a rollout that did not settle within ``rollout_retry_s``). User text is not logged
-unless ``log_text`` is set.
+``POST /v1/pipeline``; OpenAPI at ``/docs``. Errors are ``{"detail": "...", "request_id": "..."}``
+with 400 (malformed JSON), 401 (API key), 413 (a body over ``max_body_bytes``), 422 (a field:
+unknown task, empty/long text, out-of-range argument) or 503 (overloaded, a model replica lost
+twice, or a rollout that did not settle within ``rollout_retry_s``). Anything else is a 500 whose
+body says only "internal error" and the request id: the traceback goes to the replica's log, never
+to the client. User text is not logged unless ``log_text`` is set.
+
+A model replica that dies while it holds a request costs that request a retry, not an error. Serve's
+router itself re-sends what the dead replica had not yet acknowledged; a request it was computing
+fails with ``RayActorError``, and :func:`call_with_retries` runs it once more. Serve has by then
+taken the dead replica out of routing, so the retry goes to a live replica, or waits for the
+replacement Serve starts. Encoding and decoding are pure functions of the request, so running them
+twice is safe.
 """
 
 # No ``from __future__ import annotations`` here: ``@serve.deployment`` replaces the class's module
@@ -30,8 +39,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from multi_task_kobart import tracking
 from multi_task_kobart.generation import DEFAULT_GENERATION
@@ -54,7 +67,7 @@ from multi_task_kobart.tokenizer import encode_sources, load_tokenizer
 
 logger = logging.getLogger("ray.serve")
 PLAYGROUND = Path(__file__).resolve().parent / "playground.html"
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 422, 503)}
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 422, 500, 503)}
 
 
 @dataclass(frozen=True)
@@ -73,33 +86,86 @@ api = FastAPI(title="Multi-Task KoBART", version="1",
               description="One shared KoBART encoder, four task decoders, on Ray Serve.")
 
 
-def _detail(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+def _request_id(request: Request) -> str:
+    """Serve's proxy gives every request an ``x-request-id`` (the client's, or a new one) and
+    returns it as the ``X-Request-ID`` response header; the id outside Serve is a fresh one."""
+    return request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+
+
+def _detail(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message, "request_id": _request_id(request)}, status_code=status,
+                        headers=headers)
 
 
 @api.exception_handler(RequestError)
-async def _request_error(_: Request, exc: RequestError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _detail(exc.status, exc.message, headers)
+async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+    headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}.get(exc.status)
+    return _detail(request, exc.status, exc.message, headers)
 
 
 @api.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """One line per problem, ``field: what is wrong``; a body that is not JSON is a 400."""
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
-        return _detail(400, "the body is not valid JSON: " + "; ".join(
+        return _detail(request, 400, "the body is not valid JSON: " + "; ".join(
             str(error.get("ctx", {}).get("error", error["msg"])) for error in errors))
     lines = []
     for error in errors:
         where = ".".join(str(part) for part in error["loc"] if part != "body") or "body"
         lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-    return _detail(422, "; ".join(lines))
+    return _detail(request, 422, "; ".join(lines))
 
 
-@api.exception_handler(BackPressureError)
-async def _overloaded(_: Request, exc: BackPressureError) -> JSONResponse:
-    return _detail(503, f"overloaded, retry later ({exc.message})", {"Retry-After": "1"})
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own refusals (404, 405) and the body limit's 413, in the same shape as ours."""
+    return _detail(request, exc.status_code, str(exc.detail), exc.headers)
+
+
+@api.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug, not a bad request: a generic body (no exception text, which can quote internals);
+    Starlette re-raises after sending it, so Serve logs the traceback with the request id."""
+    return _detail(request, 500, "internal error; the server log has the details under this request_id.")
+
+
+class BodyLimit:
+    """413 for a request body over ``max_body_bytes`` before FastAPI holds all of it in memory: at
+    once when ``Content-Length`` says so, else as soon as the chunks received pass the limit.
+
+    (FastAPI's own ``max_body_size`` answers a declared oversize body with a plain-text 413 that
+    names no limit; the limit comes from ``app.state``, which the ingress sets from its config.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = getattr(scope["app"].state, "max_body_bytes", None) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        too_large = HTTPException(413, f"the request body is over {limit} bytes (max_body_bytes).")
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response = await _http_error(Request(scope), too_large)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large  # FastAPI re-raises an HTTPException from reading the body: _http_error
+            return message
+
+        await self.app(scope, counted, send)
+
+
+api.add_middleware(BodyLimit)
 
 
 def _authorize(request: Request) -> None:
@@ -117,6 +183,58 @@ async def _awaited(response: Any) -> Any:
     return await response
 
 
+def _replica_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says a model replica died or became unreachable while it held the request.
+
+    Ray raises ``RayActorError`` (``ActorDiedError``, ``ActorUnavailableError``) for the replica a
+    call went to; when the replica that died computed an argument (the encoder's states, for a
+    decoder call), Serve raises its own error with the ``ActorDiedError`` as ``__cause__``, and a
+    replica that re-raises it wraps it in a ``RayTaskError`` (``.cause``).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RayActorError):
+            return True
+        seen.add(id(current))
+        current = (current.cause if isinstance(current, RayTaskError) and isinstance(current.cause, BaseException)
+                   else current.__cause__)
+    return False
+
+
+async def call_with_retries(attempt: Callable[[], Awaitable[Any]], rollout_retry_s: float) -> Any:
+    """``attempt()``, retried while a rollout settles and once after a lost replica; 503 when it cannot.
+
+    * ``ModelMismatch`` (encoder and decoders on different weights, a rollout in progress): retried
+      every 0.1 s for ``rollout_retry_s``.
+    * a replica lost mid-request (:func:`_replica_lost`): retried once. A second loss means the
+      deployment is failing, not one unlucky replica; a bounded retry never multiplies load.
+    * ``BackPressureError`` (an inner deployment's queue is full): 503 at once, as JSON (Serve's own
+      handler for it would answer in plain text).
+    """
+    deadline = time.monotonic() + rollout_retry_s
+    retried = False
+    while True:
+        try:
+            return await attempt()
+        except ModelMismatch as exc:
+            if time.monotonic() > deadline:
+                # str() of a RayTaskError carries the remote traceback; its cause is the plain error
+                cause = exc.cause if isinstance(exc, RayTaskError) else exc
+                raise RequestError(503, f"the model is being replaced and did not settle: {cause}") from exc
+            await asyncio.sleep(0.1)
+        except BackPressureError as exc:
+            raise RequestError(503, "overloaded: a model deployment's queue is full; retry later.") from exc
+        except Exception as exc:
+            if not _replica_lost(exc):
+                raise
+            if retried:
+                raise RequestError(503, "model replicas stopped while they held this request; "
+                                        "retry later.") from exc
+            retried = True
+            logger.warning("a model replica was lost mid-request (%s); retrying once", type(exc).__name__)
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
@@ -131,6 +249,7 @@ class Ingress:
         self.info = describe_model(config.model, directory, config.tracking_uri)
         self.max_tokens = min(config.limits.max_input_tokens, self.model_config.max_position_embeddings - 2)
         api.state.api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+        api.state.max_body_bytes = config.limits.max_body_bytes
         self.playground = PLAYGROUND.read_text(encoding="utf-8")
 
     # ------------------------------------------------------------------ routes
@@ -178,7 +297,7 @@ class Ingress:
     async def _logged(self, request: Request, route: str, texts: list[str],
                       work: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """Run ``work`` and log one line (sizes and timing; the texts only with ``log_text``)."""
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        request_id = _request_id(request)
         started, status = time.monotonic(), 200
         try:
             return await work()
@@ -198,8 +317,9 @@ class Ingress:
         check_generate(body, self.config.limits)
         ids = self._tokenize(body.inputs(), strict=True)
         tokenized = time.monotonic()
-        settings = tuple(sorted(body.generate_kwargs().items()))
-        decoded = await self._with_rollout_retry(lambda: self._run(ids, body.task_list(), settings))
+        settings = tuple(sorted(body.generate_kwargs(self.config.limits).items()))
+        decoded = await call_with_retries(lambda: self._run(ids, body.task_list(), settings),
+                                          self.config.rollout_retry_s)
         response = self._response(decoded, body.task if body.task is not None else body.tasks,
                                   token_ids=body.return_token_ids)
         response["timings_ms"].update(tokenize=(tokenized - started) * 1e3, total=(time.monotonic() - started) * 1e3)
@@ -213,17 +333,6 @@ class Ingress:
             name = "text" if len(texts) == 1 else f"texts[{index}]"
             raise RequestError(422, f"{name} is longer than {self.max_tokens} tokens (max_input_tokens).")
         return ids
-
-    async def _with_rollout_retry(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
-        """Retry while encoder and decoders run different weights (a rollout in progress)."""
-        deadline = time.monotonic() + self.config.rollout_retry_s
-        while True:
-            try:
-                return await attempt()
-            except ModelMismatch as exc:
-                if time.monotonic() > deadline:
-                    raise RequestError(503, f"the model is being replaced and did not settle: {exc}") from exc
-                await asyncio.sleep(0.1)
 
     async def _run(self, ids: list[list[int]], tasks: list[str], settings: Any) -> list[tuple[list[int], Decoded]]:
         """One encoder call; decoders in parallel. Returns (rows, Decoded) per decoder call."""
@@ -276,10 +385,11 @@ class Ingress:
     async def _pipeline(self, body: PipelineRequest) -> dict[str, Any]:
         check_pipeline(body, self.config.limits)
         started, text, steps = time.monotonic(), body.text, []
-        settings = tuple(sorted(body.generate_kwargs().items()))
+        settings = tuple(sorted(body.generate_kwargs(self.config.limits).items()))
         for index, step in enumerate(body.steps):
             ids = self._tokenize([text], strict=index == 0)
-            decoded = await self._with_rollout_retry(lambda ids=ids, step=step: self._run(ids, [step], settings))
+            decoded = await call_with_retries(lambda ids=ids, step=step: self._run(ids, [step], settings),
+                                              self.config.rollout_retry_s)
             result = self._response(decoded, step)
             output = result["outputs"][0]
             steps.append({"task": step, "used": output["task"], "input": text, "output": output["text"],

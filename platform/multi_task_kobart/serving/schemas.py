@@ -4,22 +4,41 @@ Pydantic checks what is fixed (types, task names, ranges that hold for any model
 configurable limits (:class:`Limits`, part of the builder's ``ServeArgs``) are checked at the
 ingress by :func:`check_generate` / :func:`check_pipeline`, which raise :class:`RequestError` with a
 status and a message that names the field and the allowed range. Unknown fields are rejected, so
-a misspelt argument (``num_beam``) is a 422 rather than silently ignored.
+a misspelt argument (``num_beam``) is a 422 rather than silently ignored. Every range here is one a
+model replica can compute: a request that passes never fails in ``generate`` (a sampling
+``temperature`` of 1e-300 would overflow the logits to inf, and torch refuses to sample from NaN).
+
+The OpenAPI schema states the whole contract, including what the validators check (task names,
+one of ``task``/``tasks`` and of ``text``/``texts``, a text with a non-space character), so a
+client generated from it, or a fuzzer (``tests/serving/test_reliability.py``), sends valid requests.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from multi_task_kobart.generation import DEFAULT_GENERATION
-from multi_task_kobart.tasks import validate_task
+from multi_task_kobart.tasks import AUTO, TASKS, validate_task
 
 #: Request fields that are decoding arguments; those left out take DEFAULT_GENERATION's values.
 GENERATION_FIELDS = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_p",
                      "top_k", "no_repeat_ngram_size", "repetition_penalty", "length_penalty")
 _SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Fields as the schema shows them (an optional field is one to leave out, not to send as null);
+# the validators below check the same and word the errors.
+_TASK_OR_AUTO = {"type": "string", "enum": [*TASKS, AUTO]}
+_TEXT = {"type": "string", "minLength": 1, "pattern": r"\S"}
+_TaskOrAuto = Annotated[str, WithJsonSchema(_TASK_OR_AUTO)]
+_Text = Annotated[str, WithJsonSchema(_TEXT)]
+_OptionalTaskOrAuto = Annotated[str | None, WithJsonSchema(_TASK_OR_AUTO)]
+_OptionalTasks = Annotated[list[str] | None, WithJsonSchema(
+    {"type": "array", "items": {"type": "string", "enum": list(TASKS)}, "minItems": 1, "uniqueItems": True})]
+_OptionalText = Annotated[str | None, WithJsonSchema(_TEXT)]
+_OptionalTexts = Annotated[list[str] | None, WithJsonSchema({"type": "array", "items": _TEXT, "minItems": 1})]
 
 
 class RequestError(Exception):
@@ -41,26 +60,33 @@ class Limits(BaseModel):
     max_new_tokens: int = Field(128, ge=1, description="upper bound for the max_new_tokens argument")
     max_num_beams: int = Field(8, ge=1, description="upper bound for the num_beams argument")
     max_pipeline_steps: int = Field(4, ge=1, description="steps per /v1/pipeline request")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="request body size, checked before it is "
+                                "parsed (32 texts of 2000 characters, JSON-escaped, take under 0.4 MiB)")
 
 
 def _check_task(value: str) -> str:
     return validate_task(value, allow_auto=True)
 
 
+#: The sampling arguments' need for ``do_sample: true``, as a JSON schema (``_sampling_needs_do_sample``).
+_SAMPLING_SCHEMA = {"dependentSchemas": {name: {"required": ["do_sample"], "properties": {"do_sample": {"const": True}}}
+                                         for name in _SAMPLING_FIELDS}}
+
+
 class GenerationParams(BaseModel):
     """Decoding arguments (all optional). Sampling arguments need ``do_sample: true``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SAMPLING_SCHEMA)
 
     max_new_tokens: int | None = Field(None, ge=1, description="tokens to generate at most")
     min_new_tokens: int | None = Field(None, ge=0, description="tokens to generate at least")
     num_beams: int | None = Field(None, ge=1, description="beam width (1: greedy)")
     do_sample: bool | None = Field(None, description="sample instead of greedy/beam search")
-    temperature: float | None = Field(None, gt=0, le=10, description="sampling temperature")
+    temperature: float | None = Field(None, ge=0.01, le=10, description="sampling temperature")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling mass")
     top_k: int | None = Field(None, ge=1, description="sample among the k most likely tokens")
     no_repeat_ngram_size: int | None = Field(None, ge=0, le=16, description="no n-gram of this size twice")
-    repetition_penalty: float | None = Field(None, gt=0, le=10, description="divisor for repeated tokens' logits")
+    repetition_penalty: float | None = Field(None, ge=0.01, le=10, description="divisor for repeated tokens' logits")
     length_penalty: float | None = Field(None, ge=-10, le=10, description="beam search length exponent")
 
     @model_validator(mode="after")
@@ -70,22 +96,33 @@ class GenerationParams(BaseModel):
             raise ValueError(f"{', '.join(given)} only apply when sampling: add \"do_sample\": true.")
         return self
 
-    def generate_kwargs(self) -> dict[str, Any]:
-        """DEFAULT_GENERATION's settings with this request's arguments applied."""
+    def generate_kwargs(self, limits: Limits | None = None) -> dict[str, Any]:
+        """DEFAULT_GENERATION's settings with this request's arguments applied. With ``limits``, a
+        default above a limit comes down to it: only an argument the client sent can be refused
+        (a deployment with ``max_new_tokens: 16`` answers a request that names no length)."""
         given = {name: getattr(self, name) for name in GENERATION_FIELDS if getattr(self, name) is not None}
         base = DEFAULT_GENERATION.replace(**{k: v for k, v in given.items() if hasattr(DEFAULT_GENERATION, k)})
+        if limits is not None:
+            caps = {"max_new_tokens": limits.max_new_tokens, "num_beams": limits.max_num_beams}
+            base = base.replace(**{name: min(getattr(base, name), cap) for name, cap in caps.items()})
         return {**base.kwargs(), **given}
 
 
 class GenerateRequest(GenerationParams):
     """``POST /v1/generate``: one ``task`` (or ``"auto"``) or several ``tasks``; ``text`` or ``texts``."""
 
-    task: str | None = Field(None, description="a task name, or 'auto' to let the router choose",
-                             examples=["style_transfer"])
-    tasks: list[str] | None = Field(None, min_length=1, description="several tasks on the same text(s): "
-                                    "one encoder pass, the decoders in parallel")
-    text: str | None = Field(None, description="one input text", examples=["이거 좀 도와주세요"])
-    texts: list[str] | None = Field(None, min_length=1, description="several input texts, answered in order")
+    model_config = ConfigDict(json_schema_extra={
+        **_SAMPLING_SCHEMA,
+        "allOf": [{"oneOf": [{"required": ["task"]}, {"required": ["tasks"]}]},
+                  {"oneOf": [{"required": ["text"]}, {"required": ["texts"]}]}],
+        "examples": [{"task": "style_transfer", "text": "이거 좀 도와주세요"}]})
+
+    task: _OptionalTaskOrAuto = Field(None, description="a task name, or 'auto' to let the router choose",
+                                      examples=["style_transfer"])
+    tasks: _OptionalTasks = Field(None, min_length=1, description="several tasks on the same text(s): "
+                                  "one encoder pass, the decoders in parallel")
+    text: _OptionalText = Field(None, description="one input text", examples=["이거 좀 도와주세요"])
+    texts: _OptionalTexts = Field(None, min_length=1, description="several input texts, answered in order")
     return_token_ids: bool = Field(False, description="also return each output's token ids")
 
     @field_validator("task")
@@ -122,9 +159,9 @@ class GenerateRequest(GenerationParams):
 class PipelineRequest(GenerationParams):
     """``POST /v1/pipeline``: each step's output is the next step's input."""
 
-    text: str = Field(description="the first step's input", examples=["A: 내일 회의 몇 시에요? B: 오후 2시입니다."])
-    steps: list[str] = Field(min_length=1, description="task names (or 'auto') in order",
-                             examples=[["dialogue_summarization", "style_transfer"]])
+    text: _Text = Field(description="the first step's input", examples=["A: 내일 회의 몇 시에요? B: 오후 2시입니다."])
+    steps: list[_TaskOrAuto] = Field(min_length=1, description="task names (or 'auto') in order",
+                                     examples=[["dialogue_summarization", "style_transfer"]])
 
     @field_validator("steps")
     @classmethod
@@ -143,11 +180,15 @@ def check_texts(texts: list[str], limits: Limits) -> None:
         if len(text) > limits.max_input_chars:
             raise RequestError(422, f"{name} has {len(text)} characters; the limit is "
                                     f"{limits.max_input_chars} (max_input_chars).")
+        surrogate = _SURROGATE.search(text)
+        if surrogate:  # JSON can escape half of a UTF-16 pair ("\ud800"); the tokenizer cannot take it
+            raise RequestError(422, f"{name} is not valid Unicode: a lone surrogate at character "
+                                    f"{surrogate.start()}.")
 
 
 def check_generation(params: GenerationParams, limits: Limits) -> None:
     """Decoding arguments against the configured bounds."""
-    kwargs = params.generate_kwargs()
+    kwargs = params.generate_kwargs(limits)
     if kwargs["max_new_tokens"] > limits.max_new_tokens:
         raise RequestError(422, f"max_new_tokens={kwargs['max_new_tokens']} is over the limit of "
                                 f"{limits.max_new_tokens}.")
@@ -220,3 +261,4 @@ class PipelineResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="what was wrong and what is allowed")
+    request_id: str = Field(description="the request's id in the server logs (also the X-Request-ID header)")
