@@ -33,7 +33,7 @@ from multi_task_kobart.model import token_cross_entropy
 from multi_task_kobart.tokenizer import LABEL_PAD
 from multi_task_kobart.training import dist
 from multi_task_kobart.training.checkpoint import (TrainerState, capture_rng_state, load_training_state,
-                                                   read_rng_states, restore_rng_state)
+                                                   read_rng_states, read_trainer_state, restore_rng_state)
 from multi_task_kobart.training.metrics import TrainMetricsWindow
 from multi_task_kobart.training.objective import TaskObjective
 from multi_task_kobart.training.strategies import Strategy, apply_freezing
@@ -265,7 +265,7 @@ class TrainingEngine:
         rank's data position belongs to that rank's share of the rows: a different split would
         drop or repeat rows) or over other prepared data (``data_hash`` differs).
         """
-        saved = check_resumable(directory, dist.get_world_size(), data_hash)
+        check_resumable(directory, dist.get_world_size(), data_hash)
         state = load_training_state(directory, model=self.model, optimizer=self.optimizer,
                                     scheduler=self.scheduler)
         log_vars = getattr(self.objective.weighting, "log_vars", None)
@@ -277,7 +277,7 @@ class TrainingEngine:
             if task in self.streams:
                 self.streams[task].load_state_dict(position)
         self.state = state
-        self.state.world_size = saved.world_size
+        self.state.world_size = dist.get_world_size()
         self.state.data_hash = data_hash or state.data_hash
         if apply_freezing(self.model, self.strategy.encoder_frozen(state.step)):
             self._wrap()
@@ -290,8 +290,6 @@ class TrainingEngine:
 def check_resumable(directory: str, world_size: int, data_hash: str | None) -> TrainerState:
     """The checkpoint's state if a run of ``world_size`` workers over data ``data_hash`` can
     continue it; :class:`ResumeError` saying why not otherwise."""
-    from multi_task_kobart.training.checkpoint import read_trainer_state
-
     state = read_trainer_state(directory)
     if state.data_state and state.world_size != world_size:
         raise ResumeError(
